@@ -1,0 +1,223 @@
+"""The Python API. The CLI is a thin layer over this module; `to_dict()` is exactly what `--json` prints.
+
+    >>> import docstream
+    >>> doc = docstream.open("samples/short.txt")          # doctest: +SKIP
+    >>> doc.read(progress=True)                             # doctest: +SKIP
+    >>> print(doc.ask("Who is the Hatter?").answer)         # doctest: +SKIP
+
+Design choices:
+- `open()` loads and validates the file (bad input fails here, before any index exists) but loads no model:
+  `notes()`, `search()` and `summary()` of an already-read document never import torch.
+- The index file is chosen by content hash + model + reading settings, so a changed file or other settings
+  never answer from a stale index; `reread=True` starts over.
+- Engines (loaded models) are cached per process and shared by every document (batch jobs load once).
+- Reading holds a per-index writer lock; a second reader of the same document waits, then says so.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DocstreamError, InputError, ModelNotFound
+from .note.reader import ReadEvent, ReadSettings
+
+_ENGINES: dict[tuple[str, str, str], Any] = {}
+
+
+def get_engine(model: str | None = None, device: str = "auto", dtype: str = "auto",
+               trust_remote_code: bool = False) -> Any:
+    """Load (once per process) and return the engine for `model`."""
+    from .model import load, model_name
+
+    key = (model_name(model), device, dtype)
+    if key not in _ENGINES:
+        from .engine import Engine
+
+        _ENGINES[key] = Engine(load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code))
+    return _ENGINES[key]
+
+
+def _context_length(model: str | None) -> int:
+    """The model's context from its config.json, without importing torch."""
+    from .model import resolve
+
+    path = Path(resolve(model))
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return 8192
+    return int(cfg.get("max_position_embeddings") or 2048)
+
+
+@dataclass
+class ReadResult:
+    document: str
+    index: str
+    chunks: int
+    chapters: int
+    tokens: int
+    seconds: float
+    tokens_per_s: float
+    status: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Document:
+    """A document on disk and its index. Create it with `docstream.open(path, ...)`."""
+
+    def __init__(self, path: str | Path, *, model: str | None = None, window: int = 2048, sinks: int = 4,
+                 chunk_tokens: int = 0, index: str | Path | None = None, device: str = "auto",
+                 dtype: str = "auto", trust_remote_code: bool = False, engine: Any = None):
+        from .index.db import default_path, settings_hash
+        from .load import load
+        from .model import model_name
+
+        self.source = load(path)
+        self.path = Path(path)
+        self.model = engine.name if engine is not None else model_name(model)
+        self._engine = engine
+        self._engine_args = (model, device, dtype, trust_remote_code)
+        ctx = engine.context_length if engine is not None else _context_length(model)
+        self.settings = ReadSettings(window=window, sinks=sinks, chunk_tokens=chunk_tokens).resolved(ctx)
+        self.settings_hash = settings_hash(self.model, self.settings.to_dict())
+        self.index_path = Path(index) if index else default_path(self.source.sha256, self.settings_hash)
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def title(self) -> str:
+        return self.source.title
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            self._engine = get_engine(*self._engine_args)
+        return self._engine
+
+    def _index(self, create: bool = False) -> Any:
+        from .index.db import Index
+
+        if not create and not self.index_path.exists():
+            raise InputError(f"{self.path} has not been read yet — run `docstream read {self.path}` first")
+        return Index.open(self.index_path, create=create)
+
+    def is_read(self) -> bool:
+        if not self.index_path.exists():
+            return False
+        with self._index() as ix:
+            info = ix.document()
+            return bool(info and info.status == "done" and info.sha256 == self.source.sha256)
+
+    # ------------------------------------------------------------------ reading
+    def read_events(self, reread: bool = False) -> Iterator[ReadEvent]:
+        """Read the document (or resume an interrupted read), yielding progress events."""
+        from .chunk import chunk_document
+        from .index.db import Index
+        from .note.reader import read_events
+
+        if reread:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.index_path) + suffix).unlink(missing_ok=True)
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        with Index.open(self.index_path, create=True) as ix, ix.writer_lock(timeout=600):
+            info = ix.document()
+            if info is not None and info.sha256 != self.source.sha256:
+                raise InputError(f"index {self.index_path} belongs to another file — pass another --index or --reread")
+            engine = self.engine
+            if info is None or not ix.counts().get("chunks"):
+                chapters, chunks = chunk_document(self.source, engine.tokenizer, self.settings.chunk_tokens)
+                ix.add_chapters(chapters)
+                ix.add_chunks(chunks)
+                ix.set_document(sha256=self.source.sha256, path=str(self.path.resolve()), title=self.title,
+                                size_chars=len(self.source.text), model=self.model,
+                                settings=self.settings.to_dict(), settings_hash=self.settings_hash,
+                                status="reading", chunks_total=len(chunks))
+            chapters, chunks = ix.chapters(), ix.chunks()
+            if ix.document().status == "done":
+                yield ReadEvent("done", chunk=len(chunks), total=len(chunks))
+                return
+            yield from read_events(self.source, ix, engine, self.settings, chunks, chapters)
+
+    def read(self, progress: bool = False, reread: bool = False) -> ReadResult:
+        """Read (or resume) and return what was done. `progress=True` draws a bar on stderr."""
+        from .progress import consume
+
+        last, tokens = consume(self.read_events(reread=reread), progress=progress, label=self.title)
+        with self._index() as ix:
+            counts = ix.counts()
+            status = ix.document().status
+        return ReadResult(document=str(self.path), index=str(self.index_path), chunks=counts.get("chunks", 0),
+                          chapters=counts.get("chapters", 0), tokens=tokens, seconds=round(last.elapsed, 2),
+                          tokens_per_s=round(last.tokens_per_s if tokens else 0.0, 1), status=status)
+
+    def ensure_read(self, progress: bool = False) -> None:
+        if not self.is_read():
+            self.read(progress=progress)
+
+    # ------------------------------------------------------------------ asking
+    def ask_stream(self, question: str, mode: str = "docstream", max_tokens: int = 64) -> Iterator[str]:
+        """Yield the answer's text deltas; the finished `Answer` is then in `self.last_answer`."""
+        from .answer import Answer, answer_stream, check_question
+
+        check_question(question, None, self.settings.window)
+        if mode == "docstream":
+            self.ensure_read()
+        ix = self._index() if mode == "docstream" else None
+        try:
+            for item in answer_stream(self.source, ix, self.engine, question, self.settings, mode=mode,
+                                      max_tokens=max_tokens):
+                if isinstance(item, Answer):
+                    self.last_answer = item
+                else:
+                    yield item
+        finally:
+            if ix is not None:
+                ix.close()
+
+    def ask(self, question: str, mode: str = "docstream", max_tokens: int = 64) -> Any:
+        """Answer one question with citations. Returns an `Answer` (see `answer.py`)."""
+        for _ in self.ask_stream(question, mode=mode, max_tokens=max_tokens):
+            pass
+        return self.last_answer
+
+    def ask_many(self, questions: list[str], mode: str = "docstream") -> list[Any]:
+        """Read once, answer many."""
+        return [self.ask(q, mode=mode) for q in questions]
+
+    # ------------------------------------------------------------------ stored results
+    def notes(self, chapter: int | None = None) -> list[Any]:
+        with self._index() as ix:
+            return ix.notes(chapter=chapter)
+
+    def search(self, query: str, limit: int = 10) -> list[Any]:
+        with self._index() as ix:
+            return ix.search(query, limit=limit)
+
+    def summary(self, level: str = "book", length: str = "medium", words: int | None = None) -> Any:
+        """`book`: the book summary (str); `chapter`: list of (title, summary); `chunk`: the notes."""
+        from . import summarize
+
+        self.ensure_read()
+        with self._index() as ix:
+            if level == "chunk":
+                return ix.notes()
+            chapters = {c.index: c for c in ix.chapters()}
+            chs = ix.summaries("chapter")
+            if level == "chapter":
+                return [(chapters[s.chapter].title if s.chapter in chapters else "", s) for s in chs]
+            target = words or summarize.LENGTHS[length]
+            book = ix.latest_summary("book")
+            if book is not None and target == summarize.LENGTHS["medium"]:
+                return book.text
+            return summarize.book_summary(self.engine, self.title, [s.text for s in chs], target,
+                                          self.settings.window + self.settings.max_pinned)
+
+
+def open(path: str | Path, **kwargs: Any) -> Document:  # noqa: A001 - mirrors builtins.open on purpose
+    """Open a document: `docstream.open("book.txt", model=None, window=2048, sinks=4, chunk_tokens=0)`."""
+    return Document(path, **kwargs)

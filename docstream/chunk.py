@@ -1,0 +1,445 @@
+"""Split a Document into chapters, then into token-bounded chunks with exact character offsets.
+
+Design choices:
+- Chapters partition the body: chapter i runs from its heading line to the next chapter's heading, the last to
+  `body_end`. Chunks never cross a chapter boundary, so every chunk belongs to exactly one chapter.
+- Headings, Markdown: ATX `#`…`######` outside code fences. The chapter level is the shallowest level used at
+  least twice; shallower headings are "parts", deeper ones stay inside their chapter.
+- Headings, plain text (Gutenberg style): a short line with a blank line (or the body edge) above and below,
+  matching `CHAPTER I.`, `Chapter 1`, `CHAPTER XII. The Title`, `ADVENTURE I. …`, `Letter 1`, a roman or arabic
+  numeral alone (`I.`, `IV`) or with a title (`I. A SCANDAL IN BOHEMIA`), `PART I`/`BOOK II`/`VOLUME 3`, or
+  `PROLOGUE`/`EPILOGUE`/`PREFACE`/…. If any CHAPTER/ADVENTURE/LETTER-style heading exists, bare numerals are
+  sub-sections (the `I.`, `II.` inside each Sherlock Holmes adventure); otherwise numerals are the chapters.
+  A bare numeral followed by a short title line (The Time Machine's `I` / `Introduction`) takes it as subtitle;
+  a roman numeral with a title (`VII. THE ADVENTURE OF …`) is always a chapter.
+- Table of contents: a heading whose section holds < MIN_SECTION_CHARS non-space characters before the next
+  heading of its level is dropped (TOC entries, repeated titles: the occurrence followed by real text wins).
+- Parts (`PART I`, a lone top `#`): a part with text of its own becomes a chapter; otherwise it is merged into the
+  first chapter after it, and when a book has two or more parts their title prefixes the chapter's
+  (`PART I. — CHAPTER I. MR. SHERLOCK HOLMES.`).
+- Front matter (text before the first heading) is a chapter only if it holds ≥ FRONT_MATTER_MIN_CHARS non-space
+  characters; a title page or a contents list is merged into the first chapter instead.
+- No headings: fixed sections of ~SECTION_CHARS characters titled `Section 1`, `Section 2`…, cut at the last
+  paragraph break (else line break, else space) in the second half of each window.
+- Chunking uses langchain-text-splitters' RecursiveCharacterTextSplitter (no overlap) with a token length
+  function over the model's tokenizer (`add_special_tokens=False`), separators tried in order: paragraph (blank
+  line, LF or CRLF), line, sentence end (`. `, `? `, `! `, CJK `。！？`), space, character. Pieces are stripped by
+  the splitter and mapped back with `text.find(piece, cursor)`; `doc.text[start:end] == chunk.text` is asserted.
+- Performance: chapters are pre-cut into blocks of ≤ `120 × chunk_tokens` characters at paragraph (else line,
+  else space) breaks, so the splitter never sees a huge string and memory stays bounded. Per block, the cache
+  of the length function is pre-filled in batches (`TokenCounter.prewarm` mirrors the splitter's recursion), so
+  the splitter's calls are dict look-ups; strings longer than chunk_tokens × (longest vocabulary entry) chars
+  are "too long" without tokenizing (a safe lower bound that cannot change any decision). Every final chunk is
+  re-counted in batches; the rare chunk whose merged count exceeds the limit (token counts are not exactly
+  additive) is split again with a smaller target.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from .errors import SettingsError
+from .load import Document
+
+MIN_SECTION_CHARS = 200
+FRONT_MATTER_MIN_CHARS = 1000
+SECTION_CHARS = 30_000
+MAX_HEADING_CHARS = 100
+MIN_CHUNK_TOKENS = 16
+FRONT_MATTER = "Front matter"
+
+SEPARATORS = [
+    r"\r?\n(?:[ \t]*\r?\n)+",  # paragraph: one or more blank lines
+    r"\r?\n",  # line
+    r"[.?!][\"'”’)\]_*]*[ \t]+|[。！？]",  # sentence end (+ closing quotes/brackets)
+    r"[ \t]+",  # word
+    "",  # character
+]
+
+_ROMAN = r"(?=[MDCLXVI])M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})"
+_WORDS = (r"(?i:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+          r"sixteen|seventeen|eighteen|nineteen|twenty|the\s+\w+)")
+_NUM = rf"(?:{_ROMAN}|\d{{1,4}}|{_WORDS})"
+_TAIL = r"(?:[\s.:—–-]+(?P<title>\S.*))?"
+_PART_RE = re.compile(rf"(?P<kw>(?i:part|book|volume))\s+(?P<num>{_NUM})\b\.?{_TAIL}")
+_CHAPTER_RE = re.compile(rf"(?P<kw>(?i:chapter|adventure|letter|stave|canto|story))\s+(?P<num>{_NUM})\b\.?{_TAIL}")
+_NUMBER_RE = re.compile(rf"(?P<num>{_ROMAN}|\d{{1,3}})(?:\.|(?=\s)|$)(?:\s+(?P<title>[^\sa-z].*))?")
+_SPECIAL_RE = re.compile(r"(?P<kw>(?i:prologue|epilogue|preface|introduction|foreword|afterword|conclusion|"
+                         r"postscript|appendix))\b\.?" + _TAIL)
+_MD_RE = re.compile(r"[ ]{0,3}(?P<hashes>#{1,6})[ \t]+(?P<title>\S.*?)[ \t#]*")
+_FENCE_RE = re.compile(r"[ ]{0,3}(```|~~~)")
+_PARA_BREAK = re.compile(r"\r?\n(?:[ \t]*\r?\n)+")
+_NON_SPACE = re.compile(r"\S")
+_ITALICS = re.compile(r"_(\S[^_]*?)_")  # Gutenberg marks italics as _text_
+
+
+@dataclass
+class Chapter:
+    index: int
+    title: str
+    char_start: int
+    char_end: int
+
+
+@dataclass
+class Chunk:
+    ordinal: int  # 0-based over the document
+    chapter: int  # Chapter.index
+    chapter_title: str
+    char_start: int
+    char_end: int
+    line_start: int  # 1-based, inclusive
+    line_end: int  # 1-based, inclusive
+    tokens: int
+    text: str
+
+
+@dataclass
+class _Heading:
+    start: int  # offset of the heading line
+    end: int  # offset just past the heading (and subtitle) line
+    rank: str  # "part" | "chapter" | "titled" (roman numeral + title) | "number" | "special" | "md"
+    title: str
+    level: int = 0  # markdown level
+
+
+# ---------------------------------------------------------------------------------------------------------
+# chapters
+
+
+def _lines(doc: Document, start: int, end: int) -> Iterator[tuple[int, int, str]]:
+    """(line_start, line_end_without_newline, stripped_text) for every line overlapping [start, end)."""
+    text, starts = doc.text, doc.line_starts
+    i = doc.line_of(start) - 1
+    while i < len(starts) and starts[i] < end:
+        a = max(starts[i], start)
+        b = min(starts[i + 1] if i + 1 < len(starts) else len(text), end)
+        if b - a > MAX_HEADING_CHARS * 4:  # a long line is never a heading; don't copy it
+            yield a, b, "\x00long"
+        else:
+            yield a, b, text[a:b].strip()
+        i += 1
+
+
+def _count_non_space(text: str, start: int, end: int, cap: int) -> int:
+    """Non-whitespace characters in text[start:end], counting at most `cap` (cheap on huge sections)."""
+    n = 0
+    for _ in _NON_SPACE.finditer(text, start, end):
+        n += 1
+        if n >= cap:
+            break
+    return n
+
+
+def _classify(line: str) -> tuple[str, str] | None:
+    """(rank, title) if a stripped line looks like a plain-text heading."""
+    if not line or len(line) > MAX_HEADING_CHARS or line.endswith((",", ";")):
+        return None
+    for rank, rx in (("part", _PART_RE), ("chapter", _CHAPTER_RE), ("special", _SPECIAL_RE),
+                     ("number", _NUMBER_RE)):
+        m = rx.fullmatch(line)
+        if m:
+            return rank, line
+    return None
+
+
+def _is_subtitle(line: str) -> bool:
+    """A short title-like line: capitalised, no sentence punctuation at the end, not itself a numbered heading."""
+    bare = line.strip("_* ")
+    c = _classify(line)
+    return (0 < len(bare) <= 60 and bare[0].isupper() and not bare.endswith(tuple(".,;:!?—–-\"'”’"))
+            and (c is None or c[0] == "special"))
+
+
+def _plain_headings(doc: Document) -> list[_Heading]:
+    lines = list(_lines(doc, doc.body_start, doc.body_end))
+    out: list[_Heading] = []
+    skip = -1
+    for i, (a, b, s) in enumerate(lines):
+        if i <= skip or not s:
+            continue
+        if (i > 0 and lines[i - 1][2]) or (i + 1 < len(lines) and lines[i + 1][2]):
+            continue  # not surrounded by blank lines
+        c = _classify(s)
+        if c is None:
+            continue
+        rank, title = c
+        end = b
+        m = _NUMBER_RE.fullmatch(s)
+        if rank == "number" and m and not m.group("title"):
+            # a bare `I` may carry its title on the next short line (The Time Machine: `I` / `Introduction`)
+            j = i + 1
+            while j < len(lines) and j <= i + 4 and not lines[j][2]:
+                j += 1
+            if (j < len(lines) and j <= i + 4 and _is_subtitle(lines[j][2])
+                    and (j + 1 >= len(lines) or not lines[j + 1][2])):
+                sub = lines[j][2].strip("_* ")
+                title = f"{title} {sub}" if title.endswith(".") else f"{title}. {sub}"
+                end, skip = lines[j][1], j
+        if rank == "number" and m and m.group("title") and not m.group("num").isdigit():
+            rank = "titled"  # `VII. THE ADVENTURE OF …`: a chapter even among CHAPTER/ADVENTURE headings
+        out.append(_Heading(start=a, end=end, rank=rank, title=_ITALICS.sub(r"\1", title)))
+    return out
+
+
+def _markdown_headings(doc: Document) -> list[_Heading]:
+    out: list[_Heading] = []
+    fence: str | None = None
+    for a, b, s in _lines(doc, doc.body_start, doc.body_end):
+        raw = doc.text[a:b].rstrip("\r\n") if s != "\x00long" else ""
+        f = _FENCE_RE.match(raw)
+        if f:
+            fence = None if fence == f.group(1) else (fence or f.group(1))
+            continue
+        if fence:
+            continue
+        m = _MD_RE.fullmatch(raw)
+        if m:
+            out.append(_Heading(start=a, end=b, rank="md", title=m.group("title"), level=len(m.group("hashes"))))
+    return out
+
+
+def _levels(heads: list[_Heading]) -> list[_Heading]:
+    """Keep part- and chapter-level headings (rank becomes "part" or "chapter"), drop sub-sections."""
+    if not heads:
+        return []
+    if heads[0].rank == "md":
+        counts: dict[int, int] = {}
+        for h in heads:
+            counts[h.level] = counts.get(h.level, 0) + 1
+        repeated = [lv for lv, n in counts.items() if n >= 2]
+        level = min(repeated) if repeated else min(counts)
+        return [_Heading(h.start, h.end, "part" if h.level < level else "chapter", h.title)
+                for h in heads if h.level <= level]
+    has_chapter = any(h.rank == "chapter" for h in heads)
+    out = []
+    for h in heads:
+        if h.rank == "number" and has_chapter:
+            continue  # bare or arabic numerals are sub-sections inside CHAPTER/ADVENTURE headings
+        rank = "part" if h.rank == "part" else "chapter"
+        out.append(_Heading(h.start, h.end, rank, h.title))
+    return out
+
+
+def _fixed_sections(doc: Document, start: int, end: int, size: int = SECTION_CHARS) -> list[tuple[int, int]]:
+    """Cut [start, end) into ~size-character spans at paragraph, else line, else space boundaries."""
+    out = []
+    pos = start
+    while end - pos > size:
+        cut = _cut_point(doc.text, pos, pos + size)
+        out.append((pos, cut))
+        pos = cut
+    out.append((pos, end))
+    return out
+
+
+def _cut_point(text: str, lo: int, hi: int) -> int:
+    """The best place to end a span that starts at `lo`, at most `hi`: last break in the window's second half."""
+    mid = lo + (hi - lo) // 2
+    last = None
+    for last in _PARA_BREAK.finditer(text, mid, hi):
+        pass
+    if last is not None:
+        return last.end()
+    for sep in ("\n", " ", "\t"):
+        i = text.rfind(sep, mid, hi)
+        if i != -1:
+            return i + 1
+    return hi
+
+
+def find_chapters(doc: Document) -> list[Chapter]:
+    """Chapters that partition doc.body_start..doc.body_end, in order (see the module docstring)."""
+    text = doc.text
+    heads = _markdown_headings(doc)
+    min_chars = 1 if heads else MIN_SECTION_CHARS
+    heads = _levels(heads or _plain_headings(doc))
+    # Drop TOC entries: headings with (almost) no text before the next kept-level heading.
+    kept: list[_Heading] = []
+    for i, h in enumerate(heads):
+        nxt = heads[i + 1].start if i + 1 < len(heads) else doc.body_end
+        own = _count_non_space(text, h.end, nxt, min_chars)
+        if h.rank == "part" or own >= min_chars:
+            kept.append(h)
+    # Parts: a chapter of their own if they hold text, else context for the chapters that follow.
+    n_parts = sum(1 for h in kept if h.rank == "part")
+    spans: list[tuple[int, str]] = []  # (start, title)
+    pending: _Heading | None = None
+    context = ""
+    for i, h in enumerate(kept):
+        if h.rank == "part":
+            nxt = kept[i + 1].start if i + 1 < len(kept) else doc.body_end
+            context = h.title if n_parts >= 2 else ""
+            if _count_non_space(text, h.end, nxt, min_chars) >= min_chars:
+                spans.append((h.start, h.title))
+                pending = None
+            else:
+                pending = h  # merged into the next chapter (an earlier pending part stays in the text before)
+            continue
+        start = pending.start if pending else h.start
+        pending = None
+        spans.append((start, f"{context} — {h.title}" if context else h.title))
+    if not spans:
+        sections = _fixed_sections(doc, doc.body_start, doc.body_end)
+        return [Chapter(i, f"Section {i + 1}", a, b) for i, (a, b) in enumerate(sections)]
+    first = spans[0][0]
+    if _count_non_space(text, doc.body_start, first, FRONT_MATTER_MIN_CHARS) >= FRONT_MATTER_MIN_CHARS:
+        spans.insert(0, (doc.body_start, FRONT_MATTER))
+    else:
+        spans[0] = (doc.body_start, spans[0][1])
+    chapters = []
+    for i, (start, title) in enumerate(spans):
+        end = spans[i + 1][0] if i + 1 < len(spans) else doc.body_end
+        chapters.append(Chapter(index=i, title=title, char_start=start, char_end=end))
+    _check_partition(doc, chapters)
+    return chapters
+
+
+def _check_partition(doc: Document, chapters: list[Chapter]) -> None:
+    assert chapters and chapters[0].char_start == doc.body_start and chapters[-1].char_end == doc.body_end
+    for a, b in zip(chapters, chapters[1:]):
+        assert a.char_end == b.char_start, (a, b)
+    for c in chapters:
+        assert c.char_start < c.char_end or doc.body_start == doc.body_end, c
+
+
+# ---------------------------------------------------------------------------------------------------------
+# chunks
+
+
+class TokenCounter:
+    """Counts tokens like `len(tokenizer.encode(s, add_special_tokens=False))`, fast and cached."""
+
+    def __init__(self, tokenizer: Any, limit: int):
+        self.tokenizer = tokenizer
+        self.limit = limit
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None and (backend.truncation or backend.padding):
+            backend = None
+        self.backend = backend
+        vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+        # For a byte-level BPE a vocabulary entry of n symbols decodes to ≤ n characters, so no token covers more
+        # than `max_chars` characters and len(s) / max_chars is a lower bound on the count.
+        self.max_chars = max((len(t) for t in vocab), default=0) + 1 if vocab else 0
+        self.cache: dict[str, int] = {}
+
+    def _encode(self, s: str) -> int:
+        if self.backend is not None:
+            return len(self.backend.encode(s, add_special_tokens=False).ids)
+        return len(self.tokenizer.encode(s, add_special_tokens=False))
+
+    def __call__(self, s: str) -> int:
+        n = self.cache.get(s)
+        if n is None:
+            if self.max_chars and len(s) > self.limit * self.max_chars:
+                return len(s) // self.max_chars  # > limit without tokenizing: the splitter only needs "too long"
+            n = self.cache[s] = self._encode(s)
+        return n
+
+    def batch(self, texts: list[str], group: int = 256) -> list[int]:
+        """Token counts of many texts: one Rust call per `group` texts (both cores, bounded memory)."""
+        if self.backend is None:
+            return [len(self.tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+        enc = getattr(self.backend, "encode_batch_fast", None) or self.backend.encode_batch
+        out: list[int] = []
+        for i in range(0, len(texts), group):
+            out.extend(len(e.ids) for e in enc(texts[i:i + group], add_special_tokens=False))
+        return out
+
+    def prewarm(self, block: str, separators: list[str]) -> None:
+        """Fill the cache with every count RecursiveCharacterTextSplitter will ask for on `block`, in batches.
+
+        Mirrors its recursion level by level: split with the first separator that matches, count the pieces,
+        recurse into those ≥ limit with the remaining separators (the per-character level is left to the splitter).
+        """
+        self.cache[""] = 0
+        frontier = [(block, separators)]
+        while frontier:
+            pieces = []
+            for seg, seps in frontier:
+                for i, sep in enumerate(seps):
+                    if sep and re.search(sep, seg):
+                        pieces.extend((p, seps[i + 1:]) for p in _split_keep_end(seg, sep))
+                        break
+            todo = list({p for p, _ in pieces if p not in self.cache and len(p) <= self.limit * self.max_chars})
+            self.cache.update(zip(todo, self.batch(todo)))
+            frontier = [(p, seps) for p, seps in pieces if self(p) >= self.limit and any(seps)]
+
+
+def _split_keep_end(text: str, sep: str) -> list[str]:
+    """re.split keeping each separator at the end of the piece before it (as keep_separator="end" does)."""
+    parts = re.split(f"({sep})", text)
+    out = [parts[i] + parts[i + 1] for i in range(0, len(parts) - 1, 2)]
+    if len(parts) % 2:
+        out.append(parts[-1])
+    return [p for p in out if p]
+
+
+def _splitter(counter: TokenCounter, size: int) -> RecursiveCharacterTextSplitter:
+    return RecursiveCharacterTextSplitter(
+        separators=SEPARATORS, is_separator_regex=True, keep_separator="end", chunk_size=size, chunk_overlap=0,
+        length_function=counter, strip_whitespace=True)
+
+
+def _pieces(text: str, start: int, end: int, splitter: RecursiveCharacterTextSplitter) -> list[tuple[int, int]]:
+    """Split text[start:end] and map each (stripped) piece back to exact offsets."""
+    block = text[start:end]
+    out = []
+    cursor = 0
+    for piece in splitter.split_text(block):
+        i = block.find(piece, cursor)
+        assert i >= 0 and not block[cursor:i].strip(), "splitter pieces must be in order with only space between"
+        out.append((start + i, start + i + len(piece)))
+        cursor = i + len(piece)
+    assert not block[cursor:].strip(), "splitter dropped text"
+    return out
+
+
+def chunk_document(doc: Document, tokenizer: Any, chunk_tokens: int = 512,
+                   chapters: list[Chapter] | None = None) -> tuple[list[Chapter], list[Chunk]]:
+    """Chapters (found, unless given) and ≤ chunk_tokens-token chunks covering the body in order."""
+    if chunk_tokens < MIN_CHUNK_TOKENS:
+        raise SettingsError(f"chunk size {chunk_tokens} tokens is too small — use at least {MIN_CHUNK_TOKENS}")
+    chapters = chapters if chapters is not None else find_chapters(doc)
+    counter = TokenCounter(tokenizer, chunk_tokens)
+    splitter = _splitter(counter, chunk_tokens)
+    block_chars = max(16_000, 120 * chunk_tokens)
+    text = doc.text
+    spans: list[tuple[int, int, int]] = []  # (chapter index, start, end)
+    for ch in chapters:
+        for a, b in _fixed_sections(doc, ch.char_start, ch.char_end, block_chars):
+            if text[a:b].strip():
+                counter.prewarm(text[a:b], SEPARATORS)
+                spans.extend((ch.index, s, e) for s, e in _pieces(text, a, b, splitter))
+            counter.cache.clear()
+    # Re-count every chunk in one batch; split again the few whose merged count overshoots.
+    counts = counter.batch([text[s:e] for _, s, e in spans])
+    final: list[tuple[int, int, int, int]] = []
+    for (ci, s, e), n in zip(spans, counts):
+        if n <= chunk_tokens:
+            final.append((ci, s, e, n))
+        else:
+            final.extend((ci, s2, e2, n2) for s2, e2, n2 in _resplit(text, s, e, counter, chunk_tokens))
+    chunks = []
+    for k, (ci, s, e, n) in enumerate(final):
+        ch = chapters[ci]
+        assert ch.char_start <= s < e <= ch.char_end, (ch, s, e)
+        chunks.append(Chunk(ordinal=k, chapter=ch.index, chapter_title=ch.title, char_start=s, char_end=e,
+                            line_start=doc.line_of(s), line_end=doc.line_of(e - 1), tokens=n, text=text[s:e]))
+    for a, b in zip(chunks, chunks[1:]):
+        assert a.char_end <= b.char_start and not text[a.char_end:b.char_start].strip()
+    return chapters, chunks
+
+
+def _resplit(text: str, s: int, e: int, counter: TokenCounter, limit: int) -> list[tuple[int, int, int]]:
+    size = limit
+    while True:
+        size = max(1, int(size * 0.85))
+        counter.cache.clear()
+        parts = _pieces(text, s, e, _splitter(counter, size))
+        ns = counter.batch([text[a:b] for a, b in parts])
+        if all(n <= limit for n in ns) or size == 1:
+            return [(a, b, n) for (a, b), n in zip(parts, ns)]

@@ -1,0 +1,226 @@
+"""The `docstream` command: parses, renders and maps errors; all logic lives in the API (`api.py`).
+
+Data goes to stdout, progress and diagnostics to stderr; `--json` prints exactly the API's `to_dict()`.
+Every `DocstreamError` becomes one `Error: …` line and its exit code (2; 130 for an interrupted read).
+Commands that need no model (`notes`, `search`, `--help`) never import torch.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .errors import DocstreamError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Read documents far longer than a model's window; summarize them and answer questions "
+                       "about small details, with citations.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (see README).")
+app.add_typer(bench_app, name="bench")
+
+File = Annotated[Path, typer.Argument(help="A .txt or .md file.", show_default=False)]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="DOCSTREAM_MODEL",
+                                              help="Model alias, local HF directory or hub id [default: smollm2-135m].")]
+Window = Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")]
+Sinks = Annotated[int, typer.Option(help="Attention-sink tokens kept at the start.")]
+ChunkTokens = Annotated[int, typer.Option("--chunk-tokens", help="Tokens per chunk (0 = window/4).")]
+IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index file (default: in the cache dir).")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Dtype = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def handle_errors(fn: Any) -> Any:
+    """Map DocstreamError to `Error: …` + exit code, Ctrl-C to a resume hint + 130. No tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DocstreamError as e:
+            err(f"Error: {e}")
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err("Interrupted — what was read is saved; run the same command again to resume.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def open_doc(file: Path, model: str | None = None, window: int = 2048, sinks: int = 4, chunk_tokens: int = 0,
+             index: Path | None = None, device: str = "auto", dtype: str = "auto") -> Any:
+    from .api import open as open_document
+
+    doc = open_document(file, model=model, window=window, sinks=sinks, chunk_tokens=chunk_tokens, index=index,
+                        device=device, dtype=dtype)
+    for w in doc.source.warnings:
+        err(f"Warning: {w}")
+    return doc
+
+
+def dump(obj: Any) -> None:
+    typer.echo(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+@app.command()
+@handle_errors
+def read(file: File, model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
+         index: IndexOpt = None, reread: Annotated[bool, typer.Option(help="Ignore an existing index.")] = False,
+         device: Device = "auto", dtype: Dtype = "auto", json_out: Json = False, quiet: Quiet = False) -> None:
+    """Read FILE once, in order, writing notes, tags and summaries into its index."""
+    doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype)
+    res = doc.read(progress=not (quiet or json_out), reread=reread)
+    if json_out:
+        dump(res.to_dict())
+    else:
+        typer.echo(f"{res.document}: {res.chunks} chunks, {res.chapters} chapters, {res.tokens} tokens in "
+                   f"{res.seconds:.1f} s ({res.tokens_per_s:.0f} tok/s) → {res.index}")
+
+
+def _print_answer(doc: Any, question: str, mode: str, json_out: bool, max_tokens: int) -> dict[str, Any]:
+    if not json_out:
+        for delta in doc.ask_stream(question, mode=mode, max_tokens=max_tokens):
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+        typer.echo("")
+        ans = doc.last_answer
+        for i, c in enumerate(ans.citations, 1):
+            quote = " ".join(c.quote.split())
+            quote = quote if len(quote) <= 240 else quote[:237] + "..."
+            typer.echo(f"  [{i}] {c.chapter} — lines {c.line_start}-{c.line_end}, chars {c.char_start}-{c.char_end}: "
+                       f"\"{quote}\"")
+        return ans.to_dict()
+    return doc.ask(question, mode=mode, max_tokens=max_tokens).to_dict()
+
+
+@app.command()
+@handle_errors
+def ask(file: File, questions: Annotated[Optional[list[str]], typer.Argument(help="One or more questions.")] = None,
+        questions_file: Annotated[Optional[Path], typer.Option("--questions", help="One question per line.")] = None,
+        mode: Annotated[str, typer.Option(help="docstream | stream (bare StreamingLLM) | truncate (first window).")]
+        = "docstream",
+        interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Ask question after question.")] = False,
+        max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 64,
+        model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
+        index: IndexOpt = None, device: Device = "auto", dtype: Dtype = "auto", json_out: Json = False,
+        quiet: Quiet = False) -> None:
+    """Answer QUESTIONS about FILE from its index (reading it first if needed), with citations."""
+    from .answer import MODES
+
+    if mode not in MODES:
+        raise typer.BadParameter(f"use one of {', '.join(MODES)}", param_hint="--mode")
+    qs = list(questions or [])
+    if questions_file is not None:
+        try:
+            qs += [q.strip() for q in questions_file.read_text(encoding="utf-8").splitlines() if q.strip()]
+        except OSError as e:
+            raise typer.BadParameter(f"cannot read {questions_file}: {e.strerror}", param_hint="--questions")
+    doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype)
+    if mode == "docstream":
+        from .answer import check_question
+
+        for q in qs:
+            check_question(q, None, doc.settings.window)
+        doc.ensure_read(progress=not (quiet or json_out))
+    if not qs and not interactive and sys.stdin.isatty():
+        interactive = True
+    if interactive or not qs:
+        return _interactive(doc, mode, json_out, max_tokens)
+    results = [_print_answer(doc, q, mode, json_out, max_tokens) for q in qs]
+    if json_out:
+        dump(results[0] if len(results) == 1 else results)
+
+
+def _interactive(doc: Any, mode: str, json_out: bool, max_tokens: int) -> None:
+    err(f"Ask about {doc.title} (empty line or Ctrl-D to quit).")
+    while True:
+        try:
+            q = input("? " if sys.stdin.isatty() else "")
+        except EOFError:
+            return
+        if not q.strip():
+            return
+        try:
+            out = _print_answer(doc, q, mode, json_out, max_tokens)
+            if json_out:
+                typer.echo(json.dumps(out, ensure_ascii=False))
+        except DocstreamError as e:
+            err(f"Error: {e}")
+
+
+@app.command()
+@handle_errors
+def summarize(file: File,
+              level: Annotated[str, typer.Option(help="book | chapter (one line per chapter) | chunk (the notes).")]
+              = "book",
+              fmt: Annotated[str, typer.Option("--format", help="text | md | json")] = "text",
+              length: Annotated[str, typer.Option(help="short | medium | long (book level).")] = "medium",
+              words: Annotated[Optional[int], typer.Option(help="Target words for the book summary.")] = None,
+              model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
+              index: IndexOpt = None, device: Device = "auto", dtype: Dtype = "auto", quiet: Quiet = False) -> None:
+    """Print the summary of FILE: the whole book, one sentence per chapter, or the notes."""
+    from .render import render_summary
+
+    if level not in ("book", "chapter", "chunk"):
+        raise typer.BadParameter("use book, chapter or chunk", param_hint="--level")
+    if fmt not in ("text", "md", "json"):
+        raise typer.BadParameter("use text, md or json", param_hint="--format")
+    if length not in ("short", "medium", "long"):
+        raise typer.BadParameter("use short, medium or long", param_hint="--length")
+    if words is not None and words < 10:
+        raise typer.BadParameter("use at least 10 words", param_hint="--words")
+    doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype)
+    doc.ensure_read(progress=not (quiet or fmt == "json"))
+    typer.echo(render_summary(doc, level, fmt, length, words))
+
+
+@app.command()
+@handle_errors
+def notes(file: File, chapter: Annotated[Optional[int], typer.Option(help="Only this chapter (1-based).")] = None,
+          model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
+          index: IndexOpt = None, json_out: Json = False) -> None:
+    """Print the notes written while reading FILE, in order, with chapters and line ranges."""
+    doc = open_doc(file, model, window, sinks, chunk_tokens, index)
+    rows = doc.notes(chapter=None if chapter is None else chapter - 1)
+    if json_out:
+        return dump([r.__dict__ for r in rows])
+    for n in rows:
+        typer.echo(f"#{n.chunk + 1} [{n.chapter_title}] lines {n.line_start}-{n.line_end}: {n.gist}")
+        if n.tags:
+            typer.echo(f"    tags: {', '.join(n.tags)}")
+
+
+@app.command()
+@handle_errors
+def search(file: File, query: Annotated[str, typer.Argument(help="Words to look for.")],
+           limit: Annotated[int, typer.Option(help="Most hits.")] = 10,
+           model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
+           index: IndexOpt = None, json_out: Json = False) -> None:
+    """Full-text search over FILE's notes, tags and text, with spans."""
+    doc = open_doc(file, model, window, sinks, chunk_tokens, index)
+    hits = doc.search(query, limit=limit)
+    if json_out:
+        return dump([h.__dict__ for h in hits])
+    if not hits:
+        err("No matches.")
+    for h in hits:
+        typer.echo(f"#{h.chunk + 1} [{h.chapter_title}] lines {h.line_start}-{h.line_end} "
+                   f"(chars {h.char_start}-{h.char_end}) score {h.score:.2f}")
+        typer.echo(f"    {h.snippet}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""The per-document SQLite tag index (`Index`) and its full-text search.
+
+    from docstream.index import Index, default_path, settings_hash
+    with Index.open(default_path(sha, settings_hash(model, settings))) as ix:
+        ix.add_note(3, "Victor reaches Ingolstadt.", {"model": ["Ingolstadt", "university"]})
+        ix.search("Ingolstadt")
+"""
+from docstream.index.db import (
+    SCHEMA_VERSION,
+    DocumentInfo,
+    Index,
+    IndexedChapter,
+    IndexedChunk,
+    Note,
+    Summary,
+    Tag,
+    default_path,
+    normalize_tag,
+    settings_hash,
+)
+from docstream.index.search import Hit, fts_query, fts_terms
+
+__all__ = [
+    "SCHEMA_VERSION", "DocumentInfo", "Hit", "Index", "IndexedChapter", "IndexedChunk", "Note", "Summary",
+    "Tag", "default_path", "fts_query", "fts_terms", "normalize_tag", "settings_hash",
+]

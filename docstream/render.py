@@ -1,0 +1,42 @@
+"""Text, Markdown and JSON renderings of a document's summaries (shared by the CLI and the API)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def summary_dict(doc: Any, length: str = "medium", words: int | None = None) -> dict[str, Any]:
+    """Every level with spans: book, chapters (with char and line ranges), notes."""
+    with doc._index() as ix:
+        chapters = {c.index: c for c in ix.chapters()}
+        chs = ix.summaries("chapter")
+        notes = ix.notes()
+    return {
+        "title": doc.title,
+        "book": doc.summary("book", length=length, words=words),
+        "chapters": [{"chapter": s.chapter + 1, "title": chapters[s.chapter].title, "summary": s.text,
+                      "char_start": chapters[s.chapter].char_start, "char_end": chapters[s.chapter].char_end,
+                      "line_start": chapters[s.chapter].line_start, "line_end": chapters[s.chapter].line_end,
+                      "chunks": [s.chunk_start, s.chunk_end]} for s in chs if s.chapter in chapters],
+        "notes": [{"chunk": n.chunk, "chapter": (n.chapter or 0) + 1, "gist": n.gist, "tags": n.tags,
+                   "char_start": n.char_start, "char_end": n.char_end, "line_start": n.line_start,
+                   "line_end": n.line_end} for n in notes],
+    }
+
+
+def render_summary(doc: Any, level: str, fmt: str, length: str = "medium", words: int | None = None) -> str:
+    if fmt == "json":
+        return json.dumps(summary_dict(doc, length, words), ensure_ascii=False, indent=2)
+    if fmt == "md":
+        d = summary_dict(doc, length, words)
+        out = [f"# {d['title']}", "", d["book"], ""]
+        for c in d["chapters"]:
+            out += [f"## {c['title']}", "", c["summary"], ""]
+        if level == "chunk":
+            out += ["## Notes", ""] + [f"- ({n['line_start']}-{n['line_end']}) {n['gist']}" for n in d["notes"]]
+        return "\n".join(out).rstrip() + "\n"
+    if level == "book":
+        return doc.summary("book", length=length, words=words)
+    if level == "chapter":
+        return "\n".join(f"{title}: {s.text}" for title, s in doc.summary("chapter"))
+    return "\n".join(f"#{n.chunk + 1} [{n.chapter_title}] {n.gist}" for n in doc.summary("chunk"))

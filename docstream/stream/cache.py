@@ -1,0 +1,311 @@
+"""Attention-sink KV cache (StreamingLLM) for transformers 5.x decoder models.
+
+Layout of every layer's cache along T:   [ sinks | pinned | window ]
+
+Design choices:
+- `SinkCache` subclasses transformers' `DynamicCache`, so it is passed as `past_key_values=` unchanged; the model's
+  own `update()` appends keys/values, and layer 0's update also advances our bookkeeping (`_record`).
+- Positions are *in-cache* positions: the cache always holds positions 0..len-1, contiguous, and the caller passes
+  `position_ids = next_positions(n)` explicitly (`feed()` does it). The causal mask made by transformers from
+  `get_seq_length()` is then exactly right, and positions never exceed sinks + max_pinned + window <= context.
+- Eviction happens *before* each forward, in bulk (`make_room(n_incoming)`): the oldest window tokens are dropped
+  so that after the append the window holds <= `window` tokens. A chunk therefore lives inside the window budget:
+  the first token of a chunk of C tokens sees sinks + pinned + (window - C) earlier tokens.
+- Kept keys after a gap are re-rotated (half-split RoPE, as in Llama/Mistral/Qwen) to their new positions. RoPE is a rotation, so moving a key by `delta` is
+  one more rotation by delta*inv_freq of the stored (already rotated, already scaled) key: cos/sin are computed in
+  fp32 *without* `attention_scaling`, the rotation runs in fp32 and is cast back. It runs at the KV-head count
+  (GQA), touches only the first `rotary_dim` channels (partial rotary), and never touches values.
+- Sinks are the first `sinks` tokens ever appended. The pinned region is replaced as a whole by `set_pinned()`:
+  it is computed at the positions right after the sinks (attending to the sinks only), and the window is shifted
+  by the length difference. It is never evicted.
+- Stream numbering: tokens appended through the model (excluding pinned ones) are numbered 0, 1, 2, ...;
+  `truncate(n)` undoes the last n appends (stream_position goes back by n), so a note prompt + generated note
+  can be removed and the document continues with contiguous numbers. `spans()` lists the stream ranges in cache.
+- Batch B > 1 is supported for streams in lockstep (same lengths every step); bookkeeping is shared.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from ..errors import SettingsError
+
+
+@dataclass
+class _Book:
+    """Bookkeeping shared by all layers and all batch rows (streams advance in lockstep)."""
+
+    n_sink: int = 0  # sink tokens present (<= sinks)
+    n_pinned: int = 0  # pinned tokens present
+    window: list[tuple[int, int]] = field(default_factory=list)  # stream ranges [a, b) in the window, oldest first
+    stream_position: int = 0  # stream tokens appended so far (net of truncate)
+    evicted: int = 0  # stream tokens evicted so far
+    pinned_ids: list[int] = field(default_factory=list)
+
+    @property
+    def n_window(self) -> int:
+        return sum(b - a for a, b in self.window)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def _hf(model: Any) -> Any:
+    """The Hugging Face causal LM inside a `LoadedModel`, or the model itself."""
+    return model.model if hasattr(model, "tokenizer") and hasattr(model, "context_length") else model
+
+
+class SinkCache(DynamicCache):
+    """A bounded KV cache: `sinks` first tokens + a replaceable pinned region + a sliding window of recent tokens."""
+
+    def __init__(self, model: Any, sinks: int = 4, window: int = 2048, max_pinned: int = 512,
+                 chunk: int | None = None, context: int | None = None):
+        model = _hf(model)
+        cfg = model.config
+        super().__init__(config=cfg)
+        if not self.layers or not all(type(layer) is DynamicLayer for layer in self.layers):
+            raise SettingsError(f"{cfg.model_type}: sliding-window or hybrid layers are not supported by the sink "
+                                "cache — use a full-attention model such as smollm2-135m")
+        context = int(context or getattr(cfg, "max_position_embeddings", 0) or 2048)
+        if sinks < 0 or max_pinned < 0 or window < 1:
+            raise SettingsError(f"sinks={sinks}, window={window}, max_pinned={max_pinned}: use sinks >= 0, "
+                                "max_pinned >= 0 and window >= 1")
+        if sinks + max_pinned + window > context:
+            raise SettingsError(f"sinks ({sinks}) + pinned ({max_pinned}) + window ({window}) = "
+                                f"{sinks + max_pinned + window} exceeds the model context ({context}) — lower "
+                                f"--window to at most {max(context - sinks - max_pinned, 0)}")
+        if chunk is not None and not 1 <= chunk <= window:
+            raise SettingsError(f"chunk ({chunk}) must be between 1 and the window ({window}) — lower --chunk or "
+                                "raise --window")
+        self.sinks, self.window, self.max_pinned, self.context = sinks, window, max_pinned, context
+        rope = model.model.rotary_emb if hasattr(model, "model") else model.rotary_emb
+        self.rotary_emb = rope
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.rotary_dim = 2 * rope.inv_freq.numel()  # < head_dim for partial rotary
+        assert self.rotary_dim <= head_dim, (self.rotary_dim, head_dim)
+        self.book = _Book()
+        self._appending_pinned = False
+
+    # ------------------------------------------------------------------ sizes and positions
+    @property
+    def stream_position(self) -> int:
+        return self.book.stream_position
+
+    @property
+    def n_pinned(self) -> int:
+        return self.book.n_pinned
+
+    @property
+    def n_window(self) -> int:
+        return self.book.n_window
+
+    @property
+    def batch_size(self) -> int | None:
+        layer = self.layers[0]
+        return layer.keys.shape[0] if layer.is_initialized and layer.keys.numel() else None
+
+    def max_feed(self) -> int:
+        """Largest number of tokens one `feed()` may take (after eviction)."""
+        return self.window + (self.sinks - self.book.n_sink)
+
+    def room(self) -> int:
+        """How many tokens can be appended now without evicting anything."""
+        return (self.sinks - self.book.n_sink) + (self.window - self.book.n_window)
+
+    def spans(self) -> list[tuple[int, int]]:
+        """Stream token ranges [a, b) present in the cache, in cache order (sinks first); adjacent ranges merged."""
+        out: list[tuple[int, int]] = [(0, self.book.n_sink)] if self.book.n_sink else []
+        for a, b in self.book.window:
+            if out and out[-1][1] == a:
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
+        return out
+
+    def next_positions(self, n: int, batch: int | None = None) -> torch.Tensor:
+        """position_ids (B, n) for the next n tokens: in-cache positions, contiguous after get_seq_length()."""
+        L = self.get_seq_length()
+        B = batch or self.batch_size or 1
+        dev = self.layers[0].keys.device if self.batch_size else self.rotary_emb.inv_freq.device
+        return torch.arange(L, L + n, device=dev).unsqueeze(0).expand(B, n)  # (B, n)
+
+    def kv_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for layer in self.layers if layer.is_initialized
+                   for t in (layer.keys, layer.values))
+
+    def _check(self) -> None:
+        b = self.book
+        assert self.get_seq_length() == b.n_sink + b.n_pinned + b.n_window, (self.get_seq_length(), b)
+        assert b.n_window <= self.window and b.n_sink <= self.sinks and b.n_pinned <= self.max_pinned, b
+
+    # ------------------------------------------------------------------ small named operations
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        if layer_idx == 0 and not self._appending_pinned:
+            self.append(key_states.shape[-2])
+        return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+    def append(self, n: int) -> None:
+        """Bookkeeping for n stream tokens appended at the end (called from layer 0's `update`)."""
+        b = self.book
+        into_sinks = min(n, self.sinks - b.n_sink)
+        if into_sinks and (b.n_pinned or b.window):
+            raise RuntimeError("sink region must be filled before the pinned region or window")
+        b.n_sink += into_sinks
+        a, e = b.stream_position + into_sinks, b.stream_position + n
+        if e > a:
+            if b.window and b.window[-1][1] == a:
+                b.window[-1] = (b.window[-1][0], e)
+            else:
+                b.window.append((a, e))
+        b.stream_position += n
+
+    def rerotate(self, start: int, end: int, delta: int) -> None:
+        """Move the keys in cache slots [start, end) of every layer by `delta` positions (a RoPE rotation)."""
+        if delta == 0 or end <= start:
+            return
+        inv_freq = self.rotary_emb.inv_freq.float()  # (R/2,)
+        ang = float(delta) * inv_freq.to(self.layers[0].keys.device)
+        emb = torch.cat((ang, ang), dim=-1)  # (R,)
+        cos, sin = emb.cos(), emb.sin()  # fp32, no attention_scaling: the stored keys already carry it
+        R = self.rotary_dim
+        for layer in self.layers:
+            k = layer.keys[:, :, start:end, :R].float()  # (B, H_kv, T, R)
+            k = k * cos + _rotate_half(k) * sin
+            layer.keys[:, :, start:end, :R] = k.to(layer.keys.dtype)
+
+    def evict(self, n: int) -> None:
+        """Drop the n oldest window tokens (never sinks, never pinned) and re-rotate the kept window keys."""
+        b = self.book
+        assert 0 <= n <= b.n_window, (n, b.n_window)
+        if n == 0:
+            return
+        w0 = b.n_sink + b.n_pinned  # first window slot
+        L = self.get_seq_length()
+        for layer in self.layers:
+            layer.keys = torch.cat([layer.keys[:, :, :w0], layer.keys[:, :, w0 + n:]], dim=-2)  # (B, H, L-n, D)
+            layer.values = torch.cat([layer.values[:, :, :w0], layer.values[:, :, w0 + n:]], dim=-2)
+        self.rerotate(w0, L - n, -n)
+        left = n
+        while left:
+            a, e = b.window[0]
+            take = min(left, e - a)
+            b.window[0] = (a + take, e)
+            if a + take == e:
+                b.window.pop(0)
+            left -= take
+        b.evicted += n
+        self._check()
+
+    def make_room(self, n_incoming: int) -> int:
+        """Evict so that after appending n_incoming tokens the window holds <= `window`. Returns tokens evicted."""
+        if n_incoming > self.max_feed():
+            raise SettingsError(f"cannot append {n_incoming} tokens at once: the window holds {self.window} — "
+                                f"feed chunks of at most {self.window} tokens or raise --window")
+        to_window = n_incoming - (self.sinks - self.book.n_sink)
+        n = max(0, self.book.n_window + to_window - self.window)
+        self.evict(n)
+        return n
+
+    def truncate(self, n: int) -> None:
+        """Drop the last n appended tokens (e.g. a note prompt + generated note); stream_position goes back by n."""
+        b = self.book
+        if n <= 0:
+            return
+        if n > b.n_window + (0 if b.n_pinned else b.n_sink):
+            raise ValueError(f"cannot truncate {n} tokens: only {b.n_window} window tokens are in the cache")
+        for layer in self.layers:
+            layer.crop(-n)
+        left = n
+        while left and b.window:
+            a, e = b.window[-1]
+            take = min(left, e - a)
+            b.window[-1] = (a, e - take)
+            if e - take == a:
+                b.window.pop()
+            left -= take
+        b.n_sink -= left
+        b.stream_position -= n
+        self._check()
+
+    def snapshot(self) -> dict:
+        """A deep copy of the tensors and the bookkeeping."""
+        return {"kv": [(layer.keys.clone(), layer.values.clone()) if layer.is_initialized else None
+                       for layer in self.layers], "book": copy.deepcopy(self.book)}
+
+    def restore(self, state: dict) -> None:
+        for layer, kv in zip(self.layers, state["kv"], strict=True):
+            if kv is None:
+                layer.reset() if layer.is_initialized else None
+                continue
+            if not layer.is_initialized:
+                layer.lazy_initialization(*kv)
+            layer.keys, layer.values = kv[0].clone(), kv[1].clone()
+        self.book = copy.deepcopy(state["book"])
+        self._check()
+
+    # ------------------------------------------------------------------ model-facing operations
+    def feed(self, model: Any, input_ids: torch.Tensor, logits: str | None = "last") -> torch.Tensor | None:
+        """make_room + explicit position_ids + forward. input_ids (B, n). Returns logits (B, V), (B, n, V) or None."""
+        assert logits in ("last", "all", None), logits
+        model = _hf(model)
+        if input_ids.dim() == 1:
+            input_ids = input_ids.unsqueeze(0)
+        B, n = input_ids.shape
+        assert self.batch_size in (None, B), f"cache holds batch {self.batch_size}, got {B}"
+        self.make_room(n)
+        pos = self.next_positions(n, batch=B)  # (B, n)
+        input_ids = input_ids.to(pos.device)
+        if logits is None:
+            model.model(input_ids=input_ids, position_ids=pos, past_key_values=self, use_cache=True)
+            out = None
+        else:
+            keep = 1 if logits == "last" else 0
+            out = model(input_ids=input_ids, position_ids=pos, past_key_values=self, use_cache=True,
+                        logits_to_keep=keep).logits  # (B, n or 1, V)
+            out = out[:, -1] if logits == "last" else out
+        self._check()
+        return out
+
+    def set_pinned(self, model: Any, token_ids: Any) -> None:
+        """Replace the pinned region by `token_ids` (list, (n,) or (B, n)); the window is shifted to match."""
+        model = _hf(model)
+        ids = torch.as_tensor(token_ids, dtype=torch.long)
+        ids = ids.unsqueeze(0) if ids.dim() == 1 else ids  # (B, P)
+        P = ids.shape[1]
+        b = self.book
+        if P > self.max_pinned:
+            raise SettingsError(f"pinned text has {P} tokens but max_pinned is {self.max_pinned} — shorten it or "
+                                "raise max_pinned (and lower the window to stay within the context)")
+        if b.n_sink < self.sinks:
+            raise RuntimeError(f"feed at least {self.sinks} tokens (the sinks) before set_pinned")
+        B = self.batch_size or ids.shape[0]
+        ids = ids.expand(B, P) if ids.shape[0] == 1 else ids
+        assert ids.shape[0] == B, f"pinned ids for batch {ids.shape[0]}, cache holds batch {B}"
+        s, old = b.n_sink, b.n_pinned
+        win = []
+        for layer in self.layers:
+            if layer.is_initialized:
+                win.append((layer.keys[:, :, s + old:], layer.values[:, :, s + old:]))  # (B, H_kv, W, D)
+                layer.keys, layer.values = layer.keys[:, :, :s], layer.values[:, :, :s]
+        if P:
+            dev = self.layers[0].keys.device if self.layers[0].is_initialized else self.rotary_emb.inv_freq.device
+            pos = torch.arange(s, s + P, device=dev).unsqueeze(0).expand(B, P)  # (B, P)
+            self._appending_pinned = True
+            try:
+                model.model(input_ids=ids.to(pos.device), position_ids=pos, past_key_values=self, use_cache=True)
+            finally:
+                self._appending_pinned = False
+        for layer, (k, v) in zip(self.layers, win):
+            layer.keys = torch.cat([layer.keys, k], dim=-2)
+            layer.values = torch.cat([layer.values, v], dim=-2)
+        b.n_pinned, b.pinned_ids = P, ids[0].tolist()
+        L = self.get_seq_length()
+        self.rerotate(s + P, L, P - old)
+        self._check()
