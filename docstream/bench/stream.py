@@ -6,12 +6,14 @@ Design choices:
     full    - full attention (a plain DynamicCache), only when the tokens fit the model context;
     sink    - SinkCache(sinks, window): the StreamingLLM attention-sink cache;
     window  - the same cache budget with no sinks (sinks=0, window=sinks+window): a plain sliding window;
-    loop    - the sink cache fed one token per forward, as in the reference StreamingLLM evaluation, on a small
-              slice (`loop_tokens`) - only its speed is used, to compare with chunked streaming prefill.
+    prefill - the sink cache fed `prefill_chunk` tokens per forward with no logits (what the reader does per
+              chunk of a document): speed only;
+    loop    - the sink cache fed one token per forward with logits, as in the reference StreamingLLM evaluation,
+              on a small slice (`loop_tokens`): speed only. `chunked_vs_loop_speed` = prefill tok/s / loop tok/s.
 - Bounded caches are fed in chunks of `chunk` tokens (default 64). Every token of a chunk is predicted with the
   cache as context; eviction happens before the chunk, so the first token of a chunk sees sinks + window - chunk
   earlier tokens and the last one sees sinks + window - 1. Smaller chunks mean more context per prediction (closer
-  to the token-by-token reference) but slower prefill; 64 costs ~0.5% ppl versus 1-token steps on this model.
+  to the token-by-token reference) but slower prefill.
 - NLL is accumulated in fp32 per `segment`-token segment (by target index), so long runs show whether ppl stays
   flat; nothing grows with the stream length except the token ids.
 - Each configuration runs in its own subprocess by default (`isolate=True`), so its peak RSS (ru_maxrss) is
@@ -34,7 +36,7 @@ from typing import Any
 
 from ..errors import InputError, SettingsError
 
-CONFIGS = ("full", "sink", "window", "loop")
+CONFIGS = ("full", "sink", "window", "prefill", "loop")
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -96,7 +98,8 @@ class _NLL:
         return [round(math.exp(self.sums[s] / self.counts[s]), 3) for s in sorted(self.sums)]
 
 
-def _score(model: Any, ids: list[int], kind: str, sinks: int, window: int, chunk: int, segment: int) -> dict:
+def _score(model: Any, ids: list[int], kind: str, sinks: int, window: int, chunk: int, segment: int,
+           prefill_chunk: int = 256) -> dict:
     """Run one configuration in this process; returns ppl, tok/s and sizes."""
     import torch
     from transformers import DynamicCache
@@ -108,8 +111,9 @@ def _score(model: Any, ids: list[int], kind: str, sinks: int, window: int, chunk
     nll = _NLL(segment)
     if kind == "full":
         cache, step = DynamicCache(config=model.config), 512
-    elif kind in ("sink", "loop"):
-        cache, step = SinkCache(model, sinks=sinks, window=window, max_pinned=0), chunk
+    elif kind in ("sink", "loop", "prefill"):
+        step = min(prefill_chunk, window) if kind == "prefill" else chunk
+        cache = SinkCache(model, sinks=sinks, window=window, max_pinned=0)
     elif kind == "window":
         cache, step = SinkCache(model, sinks=0, window=sinks + window, max_pinned=0), chunk
     else:
@@ -123,10 +127,12 @@ def _score(model: Any, ids: list[int], kind: str, sinks: int, window: int, chunk
             e = min(s + step, N)
             if kind == "full":
                 logits = model(input_ids=x[:, s:e], past_key_values=cache, use_cache=True).logits[0]  # (n, V)
+            elif kind == "prefill":
+                cache.feed(model, x[:, s:e], logits=None)
             else:
                 logits = cache.feed(model, x[:, s:e], logits="all")[0]  # (n, V)
             kv_max = max(kv_max, sum(la.keys.numel() * la.keys.element_size() * 2 for la in cache.layers))
-            if kind == "loop":
+            if kind in ("loop", "prefill"):
                 continue
             n_t = min(e, N - 1) - s  # targets ids[s+1 : e+1], none past the end
             if n_t > 0:
@@ -135,7 +141,9 @@ def _score(model: Any, ids: list[int], kind: str, sinks: int, window: int, chunk
     out = {"config": kind, "tokens": N, "seconds": round(dt, 2), "tok_per_s": round(N / dt, 1),
            "kv_bytes_max": kv_max, "cache_tokens_max": (N if kind == "full" else
                                                         (sinks + window))}
-    if kind != "loop":
+    if kind == "prefill":
+        out["chunk"] = step
+    if kind not in ("loop", "prefill"):
         out["ppl"] = round(nll.ppl(), 3)
         out["ppl_segments"] = nll.segments()
     return out
@@ -154,7 +162,7 @@ def _one(spec: dict) -> dict:
     if ids is None:
         ids, _ = token_ids(lm.tokenizer, read_body(spec["path"]), spec["tokens"])
     res = _score(lm.model, ids[: spec["n"]], spec["kind"], spec["sinks"], spec["window"], spec["chunk"],
-                 spec["segment"])
+                 spec["segment"], spec.get("prefill_chunk", 256))
     res["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return res
 
@@ -171,6 +179,7 @@ def _spawn(spec: dict) -> dict:
 # ---------------------------------------------------------------------------------------------- public API
 def run(path: str | Path, tokens: int = 4096, window: int = 508, sinks: int = 4, chunk: int = 64,
         model: str | None = None, dtype: str = "auto", segment: int = 10000, loop_tokens: int = 512,
+        prefill_chunk: int = 256,
         configs: tuple[str, ...] = CONFIGS, isolate: bool = True, threads: int | None = None) -> dict:
     """Score the first `tokens` tokens of `path` under each configuration; see the module docstring."""
     from ..model import load
@@ -195,7 +204,8 @@ def run(path: str | Path, tokens: int = 4096, window: int = 508, sinks: int = 4,
                               "segment": segment, "cycled": cycled, "context": lm.context_length,
                               "torch_threads": torch.get_num_threads(), "load_avg_start": os.getloadavg()[0], "runs": {}}
     base = {"path": str(path), "tokens": tokens, "model": model, "dtype": dtype, "sinks": sinks,
-            "window": window, "chunk": chunk, "segment": segment, "threads": threads}
+            "window": window, "chunk": chunk, "segment": segment, "threads": threads,
+            "prefill_chunk": prefill_chunk}
     for kind in configs:
         if kind == "full" and not fits:
             continue
@@ -204,7 +214,7 @@ def run(path: str | Path, tokens: int = 4096, window: int = 508, sinks: int = 4,
         if isolate:
             res = _spawn(spec)
         else:
-            res = _score(lm.model, ids[:n], kind, sinks, window, chunk, segment)
+            res = _score(lm.model, ids[:n], kind, sinks, window, chunk, segment, prefill_chunk)
             res["peak_rss_mb"] = round(peak_rss_mb(), 1)
         result["runs"][kind] = res
     r = result["runs"]
@@ -212,8 +222,8 @@ def run(path: str | Path, tokens: int = 4096, window: int = 508, sinks: int = 4,
         for k in ("sink", "window"):
             if k in r:
                 result[f"{k}_vs_full"] = round(r[k]["ppl"] / r["full"]["ppl"], 3)
-    if "loop" in r and "sink" in r:
-        result["chunked_vs_loop_speed"] = round(r["sink"]["tok_per_s"] / r["loop"]["tok_per_s"], 1)
+    if "loop" in r and "prefill" in r:
+        result["chunked_vs_loop_speed"] = round(r["prefill"]["tok_per_s"] / r["loop"]["tok_per_s"], 1)
     result["load_avg_end"] = os.getloadavg()[0]
     return result
 
@@ -251,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--segment", type=int, default=10000)
     ap.add_argument("--loop-tokens", type=int, default=512)
+    ap.add_argument("--prefill-chunk", type=int, default=256)
     ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
     ap.add_argument("--model", default=None)
     ap.add_argument("--dtype", default="auto")
@@ -265,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     if not a.file:
         ap.error("FILE is required")
     res = run(a.file, tokens=a.tokens, window=a.window, sinks=a.sinks, chunk=a.chunk, model=a.model, dtype=a.dtype,
-              segment=a.segment, loop_tokens=a.loop_tokens, configs=tuple(a.configs.split(",")),
+              segment=a.segment, loop_tokens=a.loop_tokens, prefill_chunk=a.prefill_chunk,
+              configs=tuple(a.configs.split(",")),
               isolate=not a.no_isolate, threads=a.threads)
     print_report(res, a.json)
     return 0
