@@ -218,6 +218,9 @@ def search(file: File, query: Annotated[str, typer.Argument(help="Words to look 
         typer.echo(f"    {h.snippet}")
 
 
+from . import cli_bench  # noqa: E402,F401  (registers `docstream bench …`)
+
+
 def main() -> None:
     app()
 
