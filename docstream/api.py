@@ -20,10 +20,15 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import DocstreamError, InputError, ModelNotFound
 from .note.reader import ReadEvent, ReadSettings
+
+if TYPE_CHECKING:
+    from .answer import Answer
+    from .index.db import Note
+    from .index.search import Hit
 
 _ENGINES: dict[tuple[str, str, str], Any] = {}
 
@@ -87,6 +92,7 @@ class Document:
         self.settings = ReadSettings(window=window, sinks=sinks, chunk_tokens=chunk_tokens).resolved(ctx)
         self.settings_hash = settings_hash(self.model, self.settings.to_dict())
         self.index_path = Path(index) if index else default_path(self.source.sha256, self.settings_hash)
+        self.read_batch = 8  # notes decoded together while reading (not part of the index identity)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -104,7 +110,13 @@ class Document:
 
         if not create and not self.index_path.exists():
             raise InputError(f"{self.path} has not been read yet — run `docstream read {self.path}` first")
-        return Index.open(self.index_path, create=create)
+        ix = Index.open(self.index_path, create=create)
+        info = ix.document()
+        if info is not None and info.sha256 != self.source.sha256:  # only with --index: never answer stale
+            ix.close()
+            raise InputError(f"{self.path} has changed since index {self.index_path} was made — run `docstream read "
+                             f"{self.path} --index {self.index_path} --reread`, or drop --index")
+        return ix
 
     def is_read(self) -> bool:
         if not self.index_path.exists():
@@ -120,6 +132,7 @@ class Document:
         from .index.db import Index
         from .note.reader import read_events
 
+        engine = self.engine  # load the model first: a model that fails to load leaves no index behind
         if reread:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(self.index_path) + suffix).unlink(missing_ok=True)
@@ -128,7 +141,6 @@ class Document:
             info = ix.document()
             if info is not None and info.sha256 != self.source.sha256:
                 raise InputError(f"index {self.index_path} belongs to another file — pass another --index or --reread")
-            engine = self.engine
             if info is None or not ix.counts().get("chunks"):
                 chapters, chunks = chunk_document(self.source, engine.tokenizer, self.settings.chunk_tokens)
                 ix.add_chapters(chapters)
@@ -141,7 +153,7 @@ class Document:
             if ix.document().status == "done":
                 yield ReadEvent("done", chunk=len(chunks), total=len(chunks))
                 return
-            yield from read_events(self.source, ix, engine, self.settings, chunks, chapters)
+            yield from read_events(self.source, ix, engine, self.settings, chunks, chapters, batch=self.read_batch)
 
     def read(self, progress: bool = False, reread: bool = False) -> ReadResult:
         """Read (or resume) and return what was done. `progress=True` draws a bar on stderr."""
@@ -153,7 +165,8 @@ class Document:
             status = ix.document().status
         return ReadResult(document=str(self.path), index=str(self.index_path), chunks=counts.get("chunks", 0),
                           chapters=counts.get("chapters", 0), tokens=tokens, seconds=round(last.elapsed, 2),
-                          tokens_per_s=round(last.tokens_per_s if tokens else 0.0, 1), status=status)
+                          tokens_per_s=round(tokens / last.elapsed, 1) if tokens and last.elapsed else 0.0,
+                          status=status)
 
     def ensure_read(self, progress: bool = False) -> None:
         if not self.is_read():
@@ -179,22 +192,22 @@ class Document:
             if ix is not None:
                 ix.close()
 
-    def ask(self, question: str, mode: str = "docstream", max_tokens: int = 64) -> Any:
+    def ask(self, question: str, mode: str = "docstream", max_tokens: int = 64) -> Answer:
         """Answer one question with citations. Returns an `Answer` (see `answer.py`)."""
         for _ in self.ask_stream(question, mode=mode, max_tokens=max_tokens):
             pass
         return self.last_answer
 
-    def ask_many(self, questions: list[str], mode: str = "docstream") -> list[Any]:
+    def ask_many(self, questions: list[str], mode: str = "docstream") -> list[Answer]:
         """Read once, answer many."""
         return [self.ask(q, mode=mode) for q in questions]
 
     # ------------------------------------------------------------------ stored results
-    def notes(self, chapter: int | None = None) -> list[Any]:
+    def notes(self, chapter: int | None = None) -> list[Note]:
         with self._index() as ix:
             return ix.notes(chapter=chapter)
 
-    def search(self, query: str, limit: int = 10) -> list[Any]:
+    def search(self, query: str, limit: int = 10) -> list[Hit]:
         with self._index() as ix:
             return ix.search(query, limit=limit)
 
@@ -215,7 +228,7 @@ class Document:
             if book is not None and target == summarize.LENGTHS["medium"]:
                 return book.text
             return summarize.book_summary(self.engine, self.title, [s.text for s in chs], target,
-                                          self.settings.window + self.settings.max_pinned)
+                                          self.settings.window + self.settings.max_pinned, self.source.text)
 
 
 def open(path: str | Path, **kwargs: Any) -> Document:  # noqa: A001 - mirrors builtins.open on purpose

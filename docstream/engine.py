@@ -4,6 +4,9 @@
   baseline). Small named operations: `start` (sinks + pinned instruction), `repin`, `feed`, `aside` (append a
   prompt, generate, then remove prompt and output so the cache holds document text again).
 - `complete`: a one-off chat completion in a fresh cache (summaries, answers); streamed as text deltas.
+- Deferred generations (*forks*): `Stream.fork` and `Engine.prompt_fork` freeze a cache state right after a
+  prompt; `Engine.decode` then decodes many forks in one ragged batch (`stream/batch.py`). Reading notes are
+  forks: decode is memory-bound on a CPU, so eight notes decoded together cost about two decoded alone.
 
 Design choices:
 - Token counts use the model's own tokenizer without special tokens; document text is fed with CRLF folded to LF.
@@ -18,6 +21,9 @@ from typing import Any
 
 from .model import LoadedModel
 from .prompts import ChatLayout, chat_layout
+
+
+NO_REPEAT_NGRAM = 4  # greedy decoding of a small model loops without it
 
 
 def _fold(text: str) -> str:
@@ -49,21 +55,40 @@ class Engine:
     def stream(self, sinks: int, window: int, max_pinned: int) -> "Stream":
         return Stream(self, sinks=sinks, window=window, max_pinned=max_pinned)
 
-    def complete(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> Iterator[str]:
-        """Chat completion in a fresh cache sized to the prompt; yields text deltas."""
+    def complete(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = (),
+                 prefill: str = "") -> Iterator[str]:
+        """Chat completion in a fresh cache sized to the prompt; yields text deltas. `prefill` starts the
+        assistant's answer for it (and is not yielded)."""
         from .stream import SinkCache, generate
 
-        ids = self.encode(self.layout.render(system, user))
+        ids = self.encode(self.layout.render(system, user) + prefill)
         limit = self.context_length - max_new_tokens - 8
         assert len(ids) <= limit, f"prompt of {len(ids)} tokens does not fit the context ({limit})"
         cache = SinkCache(self.lm.model, sinks=4, window=len(ids) + max_new_tokens + 4, max_pinned=0)
-        before = 0
-        for delta in generate(self.lm.model, self.tokenizer, cache, ids, max_new_tokens=max_new_tokens, stop=stop):
+        for delta in generate(self.lm.model, self.tokenizer, cache, ids, max_new_tokens=max_new_tokens, stop=stop,
+                              no_repeat_ngram=NO_REPEAT_NGRAM):
             yield delta
-        self.decoded_tokens += max(0, cache.stream_position - len(ids) - before)
+        self.decoded_tokens += max(0, cache.stream_position - len(ids))
 
-    def complete_text(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> str:
-        return "".join(self.complete(system, user, max_new_tokens, stop)).strip()
+    def complete_text(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = (),
+                      prefill: str = "") -> str:
+        return "".join(self.complete(system, user, max_new_tokens, stop, prefill)).strip()
+
+    def prompt_fork(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = (),
+                    prefill: str = "") -> Any:
+        """A completion to decode later with `decode` (batched with others)."""
+        from .stream.batch import prompt_fork
+
+        ids = self.encode(self.layout.render(system, user) + prefill)
+        return prompt_fork(self.lm.model, ids, max_new_tokens, stop)
+
+    def decode(self, forks: list[Any]) -> list[str]:
+        """Decode forks in one ragged batch; returns their texts (stripped), in order."""
+        from .stream.batch import decode_forks
+
+        texts, n = decode_forks(self.lm.model, self.tokenizer, forks, no_repeat_ngram=NO_REPEAT_NGRAM)
+        self.decoded_tokens += n
+        return [t.strip() for t in texts]
 
 
 class Stream:
@@ -112,6 +137,15 @@ class Stream:
         self.prefilled += len(ids)
         return len(ids)
 
+    def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> Any:
+        """An aside decoded later (`Engine.decode`): the cache state after `prompt` is copied out, the prompt
+        removed again, and the stream goes on."""
+        from .stream.batch import fork
+
+        ids = self.engine.encode(prompt)
+        self.cache.make_room(len(ids))
+        return fork(self.model, self.cache, ids, max_new_tokens, stop)
+
     def aside(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> str:
         """Append `prompt`, generate, then drop prompt + output: the cache holds document text again."""
         from .stream import generate
@@ -120,7 +154,7 @@ class Stream:
         self.cache.make_room(len(ids) + max_new_tokens)
         start = self.cache.stream_position
         out = "".join(generate(self.model, self.engine.tokenizer, self.cache, ids,
-                               max_new_tokens=max_new_tokens, stop=stop))
+                               max_new_tokens=max_new_tokens, stop=stop, no_repeat_ngram=NO_REPEAT_NGRAM))
         added = self.cache.stream_position - start
         self.engine.decoded_tokens += max(0, added - len(ids))
         self.cache.truncate(added)

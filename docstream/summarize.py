@@ -3,20 +3,28 @@
 Design choices:
 - Chapter summaries are made from the chapter's notes; the book summary from the chapter summaries.
 - `reduce()` is the one hierarchical merge: it packs consecutive texts into groups whose *whole prompt* fits
-  the window (prompt + output ≤ window + pinned budget), summarises each group, and repeats on the results
-  until one text remains. No input is ever cut; a single text too long for a prompt is an assertion failure
-  (notes and summaries are bounded by their generation caps, so it cannot happen).
+  the window (prompt + output ≤ window), summarises each group, and repeats on the results until one text
+  remains. No input is ever cut; a single text too long for a prompt is an assertion failure (notes and
+  summaries are bounded by their generation caps, so it cannot happen).
+- Grounding: a small model invents. Every generated summary passes `grounded()`: sentences naming someone
+  or something (a capitalised word mid-sentence) that does not occur in the document are dropped, and so are
+  repeated sentences. If nothing survives, the summary falls back to the source sentences themselves.
 - Lengths: `short|medium|long` map to word targets; `--words N` overrides. The book summary stored by the
   reading pass is the `medium` one; other lengths are made on demand from the stored chapter summaries.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import prompts
 
 LENGTHS = {"short": 60, "medium": 120, "long": 250}
+CHAPTER_PREFILL = "In this chapter,"
+STOP = ("<|im_end|>", "<|endoftext|>", "\n\n")
+_SENT = re.compile(r"(?<=[.!?])\s+")
+_CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
 
 
 def _system() -> str:
@@ -27,15 +35,29 @@ def _tokens_for_words(words: int) -> int:
     return int(words * 1.6) + 16
 
 
-def rolling(engine: Any, title: str, summary: str, notes: list[str], position: str, settings: Any) -> str:
-    user = prompts.get("rolling_summary").render(title=title, position=position, summary=summary,
-                                                 notes="\n".join(f"- {n}" for n in notes))
-    out = engine.complete_text(_system(), user, settings.summary_tokens, stop=("<|im_end|>", "\n\n"))
-    return " ".join(out.split()) or summary
+def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
+    """Keep the sentences of `text` whose capitalised words all occur in `source`; drop repeats."""
+    keep: list[str] = []
+    seen: set[str] = set()
+    for sent in _SENT.split(" ".join(text.split())):
+        key = re.sub(r"\W+", " ", sent.lower()).strip()
+        if not key or key in seen:
+            continue
+        if any(w not in source for w in _CAP.findall(sent)):
+            continue
+        if not re.search(r"[.!?]$", sent) and keep:  # an unfinished last sentence (hit the token cap)
+            continue
+        seen.add(key)
+        keep.append(sent)
+    out = " ".join(keep).strip()
+    if not out and fallback:
+        out = " ".join(fallback[:3])
+    return out
 
 
 def reduce(engine: Any, texts: list[str], render: Callable[[list[str]], str], max_new_tokens: int,
-           window: int, on_merge: Callable[[int, int], None] | None = None) -> str:
+           window: int, source: str, prefill: str = "",
+           on_merge: Callable[[int, int], None] | None = None) -> str:
     """Summarise `texts` hierarchically so that every prompt + output fits `window` tokens."""
     assert texts, "nothing to summarise"
     limit = window - max_new_tokens
@@ -54,29 +76,41 @@ def reduce(engine: Any, texts: list[str], render: Callable[[list[str]], str], ma
             prompt = render(g)
             if on_merge:
                 on_merge(engine.count(prompt), max_new_tokens)
-            out = engine.complete_text(_system(), prompt, max_new_tokens, stop=("<|im_end|>",))
-            outs.append(" ".join(out.split()) or " ".join(g)[:500])
+            out = engine.complete_text(_system(), prompt, max_new_tokens, stop=STOP, prefill=prefill)
+            outs.append(grounded(f"{prefill} {out}".strip(), source, fallback=g))
         if len(outs) == 1:
             return outs[0]
         assert len(outs) < len(level), "a merge level must shrink"
         level = outs
 
 
-def chapter_summary(engine: Any, title: str, chapter: str, notes: list[str], window: int) -> str:
-    def render(items: list[str]) -> str:
-        return prompts.get("chapter_summary").render(title=title, chapter=chapter,
-                                                     notes="\n".join(f"- {n}" for n in items))
-    return reduce(engine, notes, render, 80, window)
+def _chapter_prompt(title: str, chapter: str, notes: list[str]) -> str:
+    return prompts.get("chapter_summary").render(title=title, chapter=chapter, notes="\n".join(f"- {n}" for n in notes))
 
 
-def book_summary(engine: Any, title: str, chapter_summaries: list[str], words: int, window: int) -> str:
+def chapter_summary(engine: Any, title: str, chapter: str, notes: list[str], window: int, source: str) -> str:
+    return reduce(engine, notes, lambda items: _chapter_prompt(title, chapter, items), 80, window, source,
+                  prefill=CHAPTER_PREFILL)
+
+
+def chapter_fork(engine: Any, title: str, chapter: str, notes: list[str], max_new_tokens: int, window: int) -> Any:
+    """The chapter summary as a fork (decoded later, batched with notes); None if the notes need a
+    hierarchical merge (`chapter_summary`) because they do not fit one prompt."""
+    prompt = _chapter_prompt(title, chapter, notes)
+    if engine.count(prompt) > window - max_new_tokens - 64:
+        return None
+    return engine.prompt_fork(_system(), prompt, max_new_tokens, stop=STOP, prefill=CHAPTER_PREFILL)
+
+
+def book_summary(engine: Any, title: str, chapter_summaries: list[str], words: int, window: int,
+                 source: str) -> str:
     def render(items: list[str]) -> str:
         return prompts.get("merge_summary").render(title=title, words=words,
                                                    summaries="\n".join(f"- {s}" for s in items))
-    return reduce(engine, chapter_summaries, render, _tokens_for_words(words), window)
+    return reduce(engine, chapter_summaries, render, _tokens_for_words(words), window, source)
 
 
-def build_hierarchy(index: Any, engine: Any, title: str, chapters: list[Any], settings: Any
+def build_hierarchy(index: Any, engine: Any, doc: Any, titles: dict[int, str], settings: Any
                     ) -> Iterator[tuple[str, str, str]]:
     """Make the missing chapter summaries, then the book summary. Yields (kind, chapter title, text)."""
     window = settings.window + settings.max_pinned
@@ -86,16 +120,16 @@ def build_hierarchy(index: Any, engine: Any, title: str, chapters: list[Any], se
     for n in notes:
         by_chapter.setdefault(n.chapter, []).append(n.gist)
     made = False
-    for ch in chapters:
-        if ch.index in have or ch.index not in by_chapter:
+    for ch, title in sorted(titles.items()):
+        if ch in have or ch not in by_chapter:
             continue
-        chunk_ids = [n.chunk for n in notes if n.chapter == ch.index]
-        text = chapter_summary(engine, title, ch.title, by_chapter[ch.index], window)
-        index.add_summary("chapter", text, min(chunk_ids), max(chunk_ids), chapter=ch.index)
+        chunk_ids = [n.chunk for n in notes if n.chapter == ch]
+        text = chapter_summary(engine, doc.title, title, by_chapter[ch], window, doc.text)
+        index.add_summary("chapter", text, min(chunk_ids), max(chunk_ids), chapter=ch)
         made = True
-        yield ("chapter", ch.title, text)
+        yield ("chapter", title, text)
     if made or not index.summaries("book"):
         chs = index.summaries("chapter")
-        text = book_summary(engine, title, [s.text for s in chs], LENGTHS["medium"], window)
+        text = book_summary(engine, doc.title, [s.text for s in chs], LENGTHS["medium"], window, doc.text)
         index.add_summary("book", text, 0, max(n.chunk for n in notes))
         yield ("book", "", text)

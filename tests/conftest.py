@@ -9,6 +9,9 @@ SHARED = REPO.parent / "shared" / "corpus"
 # The converted embedded model is cached here across test runs (converting takes ~20 s once).
 os.environ.setdefault("DOCSTREAM_HOME", str(REPO / ".home"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The tiny test model gains nothing from threads, and several test processes (concurrency tests, a shared
+# machine) oversubscribe 2 cores badly when each spins OpenMP threads: one thread per process in tests.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 MODELS = Path(os.environ["DOCSTREAM_HOME"]) / "models"
 
 

@@ -6,7 +6,7 @@ from docstream import prompts
 
 def test_all_prompts_render():
     names = prompts.names()
-    assert {"note", "read_system", "answer", "chapter_summary", "merge_summary", "rolling_summary"} <= set(names)
+    assert {"note", "read_system", "answer", "chapter_summary", "merge_summary"} <= set(names)
     for name in names:
         p = prompts.get(name)
         values = {v: f"<{v}>" for v in p.variables}

@@ -3,16 +3,23 @@
 Design choices:
 - Cache layout while reading: [sinks | pinned: reading instruction + rolling summary | recent document text].
   The sinks are the first tokens of the chat prefix, so re-pinning a new summary keeps them unchanged.
-- After each chunk the model writes its note *in the stream* (the recent window is still in its cache) as an
-  aside: prompt and note are truncated away afterwards, so the cache holds document text only.
-- A note is one sentence + a "Tags:" line, capped at `note_tokens` with stop strings; YAKE keywords and
+- After each chunk the note prompt is fed *in the stream* (the recent window is still in the cache) and the
+  state is copied out as a fork (`Stream.fork`); the prompt is removed, so the cache holds document text only.
+  Forks are decoded together every `batch` chunks (`Engine.decode`, one ragged batch): generation is the cost
+  of reading, and a CPU decodes 8 rows for about the price of 2.
+- A note is one sentence, capped at `note_tokens` and stopped at the end of the line; YAKE keywords and
   repeated capitalised names are added as tags (no download, deterministic).
+- Summaries are forks too, decoded in the batch after the notes they are made from: at each chapter end a
+  chapter summary (from the chapter's notes), and every `summary_every` chunks inside a long chapter a
+  "chapter so far" summary. The **rolling summary** pinned after the sinks is composed from these
+  model-written pieces — "passage X of Y", the latest chapter summaries that fit, the current chapter so
+  far — stored as level `rolling` and re-pinned each time one of them arrives (so it lags by one batch).
 - Each note commits in its own transaction; resuming starts at the first chunk without a note, after
   refilling the window with the text just before it, so a resumed read ends with the same chunks and notes.
-- The rolling summary is refreshed every `summary_every` chunks and at every chapter end, in a fresh cache
-  (from the previous summary + the notes since), stored, and re-pinned.
-- Chapter summaries and the book summary are made from notes by `summarize.merge`, hierarchically, so every
-  merge fits the window; they are (re)made at the end for any chapter that lacks one (also after a resume).
+- Many documents read in lockstep (`drive` with several `Reader`s): each has its own stream; their forks
+  share the batched decode.
+- The book summary is merged hierarchically from the chapter summaries at the end (`summarize`), which
+  also makes any chapter summary still missing (after a resume).
 """
 from __future__ import annotations
 
@@ -26,6 +33,8 @@ from ..errors import SettingsError
 from .tags import chunk_tags, parse_note
 
 NO_SUMMARY = "Nothing yet; this is the beginning."
+NOTE_STOP = ("<|im_end|>", "\n", "<|endoftext|>")
+CHAPTER_TOKENS = 80
 
 
 @dataclass(frozen=True)
@@ -35,8 +44,8 @@ class ReadSettings:
     window: int = 2048
     sinks: int = 4
     chunk_tokens: int = 0  # 0 = a quarter of the window
-    summary_every: int = 8
-    note_tokens: int = 40
+    summary_every: int = 16
+    note_tokens: int = 28
     summary_tokens: int = 96
     max_pinned: int = 320
 
@@ -77,65 +86,200 @@ class ReadEvent:
         return self.tokens / self.elapsed if self.elapsed > 0 else 0.0
 
 
+@dataclass
+class _Job:
+    kind: str  # note | chapter | partial
+    fork: Any
+    chunk: Any = None  # the chunk row, for notes
+    chapter: int = -1  # for summaries
+    chunks: tuple[int, int] = (0, 0)  # chunk span a summary covers
+
+
 def _chapter_label(chunk: Any) -> str:
     return chunk.chapter_title or f"Section {chunk.chapter + 1}"
 
 
-def read_events(doc: Any, index: Any, engine: Any, settings: ReadSettings, chunks: list[Any],
-                chapters: list[Any]) -> Iterator[ReadEvent]:
-    """Read the chunks without a note (all, or the rest after an interruption). Index rows are already there."""
-    from .. import summarize
+class Reader:
+    """One document's reading pass as small steps: `advance` feeds a chunk and returns forks to decode,
+    `complete` stores a decoded fork. `drive` runs one or many readers to the end."""
 
-    t0 = time.perf_counter()
-    total = len(chunks)
-    start = index.first_unnoted_chunk()
-    title = doc.title
-    rolling = index.latest_summary("rolling")
-    summary = rolling.text if rolling else NO_SUMMARY
-    yield ReadEvent("start", chunk=start if start is not None else total, total=total)
+    def __init__(self, doc: Any, index: Any, engine: Any, settings: ReadSettings, chunks: list[Any],
+                 chapters: list[Any]):
+        self.doc, self.index, self.engine, self.settings = doc, index, engine, settings
+        self.chunks, self.total = chunks, len(chunks)
+        self.titles = {c.index: c.title for c in chapters}
+        self.t0 = time.perf_counter()
+        self.fed = 0
+        start = index.first_unnoted_chunk()
+        self.next = self.total if start is None else start
+        self.notes: dict[int, list[tuple[int, str]]] = {}  # chapter -> [(chunk, gist)]
+        for n in index.notes():
+            self.notes.setdefault(n.chapter, []).append((n.chunk, n.gist))
+        self.chapter_text = {s.chapter: s.text for s in index.summaries("chapter")}
+        self.partial: tuple[int, str] | None = None
+        self.due: list[tuple[str, int]] = []  # summaries to fork at the next advance
+        self.last_noted = self.next - 1
+        self.note_prompt = prompts.get("note_prefill").render()
+        self.stream = None
+        if self.reading:
+            rolling = index.latest_summary("rolling")
+            self.stream = engine.stream(sinks=settings.sinks, window=settings.window, max_pinned=settings.max_pinned)
+            self.stream.start(self._system(rolling.text if rolling else NO_SUMMARY), self._intro())
+            self._refill()
 
-    if start is not None:
-        stream = engine.stream(sinks=settings.sinks, window=settings.window, max_pinned=settings.max_pinned)
-        intro = prompts.get("read_user").render(title=title)
-        stream.start(prompts.get("read_system").render(title=title, summary=summary), intro)
-        _refill(stream, chunks, start, settings)
-        since: list[str] = []
-        fed = 0
-        for c in chunks[start:]:
-            fed += stream.feed(c.text)
-            note = prompts.get("note").render(position=f"{c.ordinal + 1} of {total}", chapter=_chapter_label(c))
-            raw = stream.aside(note, settings.note_tokens, stop=("<|im_end|>", "\n\n", "<|endoftext|>"))
-            gist, model_tags = parse_note(raw)
+    # ------------------------------------------------------------------ state
+    @property
+    def reading(self) -> bool:
+        return self.next < self.total
+
+    @property
+    def pending(self) -> bool:
+        return self.reading or bool(self.due)
+
+    def event(self, kind: str, chunk: int, chapter: str = "", text: str = "") -> ReadEvent:
+        return ReadEvent(kind, chunk=chunk, total=self.total, chapter=chapter, tokens=self.fed,
+                         elapsed=time.perf_counter() - self.t0, text=text)
+
+    def _system(self, summary: str) -> str:
+        return prompts.get("read_system").render(title=self.doc.title, summary=summary)
+
+    def _intro(self) -> str:
+        return prompts.get("read_user").render(title=self.doc.title)
+
+    def _refill(self) -> None:
+        """On resume, feed the chunks just before `next` that fit the window (no notes) so context matches."""
+        budget = self.settings.window - self.settings.chunk_tokens
+        first, used = self.next, 0
+        while first > 0 and used + self.chunks[first - 1].tokens <= budget:
+            first -= 1
+            used += self.chunks[first].tokens
+        for c in self.chunks[first:self.next]:
+            self.stream.feed(c.text)
+
+    # ------------------------------------------------------------------ steps
+    def advance(self) -> list[_Job]:
+        """Fork the summaries that became due, then feed the next chunk and fork its note."""
+        jobs = [j for kind, ch in self.due if (j := self._summary_job(kind, ch)) is not None]
+        self.due = []
+        if self.reading:
+            c = self.chunks[self.next]
+            self.fed += self.stream.feed(c.text)
+            note = prompts.get("note").render(position=f"{c.ordinal + 1} of {self.total}", chapter=_chapter_label(c))
+            prompt = note + self.engine.layout.assistant_open + self.note_prompt
+            jobs.append(_Job("note", self.stream.fork(prompt, self.settings.note_tokens, NOTE_STOP), chunk=c))
+            self.next += 1
+        return jobs
+
+    def _summary_job(self, kind: str, chapter: int) -> _Job | None:
+        from .. import summarize
+
+        notes = self.notes.get(chapter, [])
+        span = (notes[0][0], notes[-1][0])
+        title = self.titles.get(chapter, f"Section {chapter + 1}")
+        gists = [g for _, g in notes]
+        if kind == "chapter" and len(notes) == 1:  # a one-passage chapter: its note is its summary
+            self._store_chapter(chapter, span, gists[0])
+            return None
+        label = title if kind == "chapter" else f"{title} (so far)"
+        fork = summarize.chapter_fork(self.engine, self.doc.title, label, gists, CHAPTER_TOKENS,
+                                      self.settings.window + self.settings.max_pinned)
+        if fork is None:  # the notes do not fit one prompt: merge hierarchically now (rare: very long chapters)
+            if kind == "chapter":
+                self._store_chapter(chapter, span, summarize.chapter_summary(
+                    self.engine, self.doc.title, title, gists, self.settings.window + self.settings.max_pinned,
+                    self.doc.text))
+            return None
+        return _Job(kind, fork, chapter=chapter, chunks=span)
+
+    def complete(self, job: _Job, text: str) -> list[ReadEvent]:
+        """Store a decoded fork; returns the events it makes."""
+        from .. import summarize
+
+        if job.kind == "note":
+            c = job.chunk
+            gist, model_tags = parse_note(text)
             if not gist:  # the model wrote nothing useful: keep an extractive gist rather than an empty note
                 gist = " ".join(c.text.split()[:25])
-            index.add_note(c.ordinal, gist, chunk_tags(c.text, model_tags))
-            since.append(gist)
-            yield ReadEvent("chunk", chunk=c.ordinal + 1, total=total, chapter=_chapter_label(c), tokens=fed,
-                            elapsed=time.perf_counter() - t0, text=gist)
-            last_of_chapter = c.ordinal + 1 == total or chunks[c.ordinal + 1].chapter != c.chapter
-            if since and (len(since) >= settings.summary_every or last_of_chapter):
-                summary = summarize.rolling(engine, title, summary if summary != NO_SUMMARY else "(none)",
-                                            since, f"{c.ordinal + 1} of {total} passages", settings)
-                index.add_summary("rolling", summary, 0, c.ordinal)
-                since = []
-                stream.repin(prompts.get("read_system").render(title=title, summary=summary), intro)
-                yield ReadEvent("summary", chunk=c.ordinal + 1, total=total, chapter=_chapter_label(c),
-                                tokens=fed, elapsed=time.perf_counter() - t0, text=summary)
+            self.index.add_note(c.ordinal, gist, chunk_tags(c.text, model_tags))
+            self.notes.setdefault(c.chapter, []).append((c.ordinal, gist))
+            self.last_noted = c.ordinal
+            last_of_chapter = c.ordinal + 1 == self.total or self.chunks[c.ordinal + 1].chapter != c.chapter
+            if last_of_chapter:
+                self.due.append(("chapter", c.chapter))
+            elif len(self.notes[c.chapter]) % self.settings.summary_every == 0:
+                self.due.append(("partial", c.chapter))
+            return [self.event("chunk", c.ordinal + 1, _chapter_label(c), gist)]
+        fallback = [g for _, g in self.notes.get(job.chapter, [])]
+        summary = summarize.grounded(f"{summarize.CHAPTER_PREFILL} {text}", self.doc.text, fallback=fallback[-2:])
+        title = self.titles.get(job.chapter, "")
+        if job.kind == "chapter":
+            self._store_chapter(job.chapter, job.chunks, summary)
+            return [self.event("chapter", self.last_noted + 1, title, summary)]
+        if self.chapter_text.get(job.chapter) is None:  # a partial that arrives after its chapter ended is moot
+            self.partial = (job.chapter, summary)
+            self._repin()
+        return [self.event("summary", self.last_noted + 1, title, summary)]
 
-    for ev in summarize.build_hierarchy(index, engine, title, chapters, settings):
-        yield ReadEvent(ev[0], chunk=total, total=total, chapter=ev[1], elapsed=time.perf_counter() - t0,
-                        text=ev[2])
-    index.set_status("done")
-    yield ReadEvent("done", chunk=total, total=total, elapsed=time.perf_counter() - t0)
+    def _store_chapter(self, chapter: int, span: tuple[int, int], text: str) -> None:
+        self.index.add_summary("chapter", text, span[0], span[1], chapter=chapter)
+        self.chapter_text[chapter] = text
+        if self.partial and self.partial[0] == chapter:
+            self.partial = None
+        self._repin()
+
+    def rolling_text(self) -> str:
+        """The rolling summary: where we are, then the latest chapter summaries and the current chapter so far,
+        as many as fit the pinned region (most recent kept)."""
+        head = f"Read {self.last_noted + 1} of {self.total} passages."
+        parts = [f"{self.titles.get(ch, '')}: {t}" for ch, t in sorted(self.chapter_text.items())]
+        if self.partial:
+            parts.append(f"{self.titles.get(self.partial[0], '')} (so far): {self.partial[1]}")
+        budget = self.settings.max_pinned - self.engine.count(self._system("") + self._intro()) - 8
+        keep: list[str] = []
+        for p in reversed(parts):
+            if self.engine.count(" ".join([head, p, *keep])) > budget:
+                break
+            keep.insert(0, p)
+        return " ".join([head, *keep])
+
+    def _repin(self) -> None:
+        if self.stream is None:
+            return
+        text = self.rolling_text()
+        self.index.add_summary("rolling", text, 0, max(self.last_noted, 0))
+        self.stream.repin(self._system(text), self._intro())
 
 
-def _refill(stream: Any, chunks: list[Any], start: int, settings: ReadSettings) -> None:
-    """On resume, feed the chunks just before `start` that fit the window (no notes) so context matches."""
-    budget = settings.window - settings.chunk_tokens
-    first = start
-    used = 0
-    while first > 0 and used + chunks[first - 1].tokens <= budget:
-        first -= 1
-        used += chunks[first].tokens
-    for c in chunks[first:start]:
-        stream.feed(c.text)
+def drive(readers: list[Reader], engine: Any, batch: int = 8) -> Iterator[ReadEvent]:
+    """Advance every reader in lockstep; decode their forks together once `batch` notes are waiting."""
+    jobs: list[tuple[Reader, _Job]] = []
+    while any(r.pending for r in readers) or jobs:
+        for r in readers:
+            if r.pending:
+                jobs += [(r, j) for j in r.advance()]
+        notes = sum(j.kind == "note" for _, j in jobs)
+        if notes >= batch or not any(r.reading for r in readers):
+            texts = engine.decode([j.fork for _, j in jobs])
+            done, jobs = jobs, []
+            for (r, j), text in zip(done, texts, strict=True):
+                yield from r.complete(j, text)
+
+
+def finish(reader: Reader) -> Iterator[ReadEvent]:
+    """Missing chapter summaries (after a resume), the book summary, status done."""
+    from .. import summarize
+
+    r = reader
+    for kind, title, text in summarize.build_hierarchy(r.index, r.engine, r.doc, r.titles, r.settings):
+        yield r.event(kind, r.total, title, text)
+    r.index.set_status("done")
+    yield r.event("done", r.total)
+
+
+def read_events(doc: Any, index: Any, engine: Any, settings: ReadSettings, chunks: list[Any],
+                chapters: list[Any], batch: int = 8) -> Iterator[ReadEvent]:
+    """Read the chunks without a note (all, or the rest after an interruption). Index rows are already there."""
+    reader = Reader(doc, index, engine, settings, chunks, chapters)
+    yield reader.event("start", reader.next)
+    yield from drive([reader], engine, batch)
+    yield from finish(reader)

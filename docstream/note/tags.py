@@ -31,7 +31,8 @@ def clean_text(text: str) -> str:
 
 
 def parse_note(raw: str) -> tuple[str, list[str]]:
-    """Split a generated note into (gist, model tags)."""
+    """Split a generated note into (gist, model tags): a "Tags:" line if the model wrote one, and the
+    names the model used in its sentence (the people, places and things the note prompt asks it to name)."""
     raw = raw.strip()
     m = re.search(r"(?im)^\s*tags?\s*:\s*(.*)$", raw)
     tags: list[str] = []
@@ -39,8 +40,25 @@ def parse_note(raw: str) -> tuple[str, list[str]]:
         tags = [t.strip() for t in re.split(r"[,;/]", m[1]) if t.strip()]
         raw = raw[: m.start()].strip()
     gist = re.sub(r"\s+", " ", raw).strip()
-    gist = re.sub(r"^(note|gist|summary)\s*:\s*", "", gist, flags=re.I)
+    gist = re.sub(r"^(note|gist|summary|in this passage)\s*[:,]\s*", "", gist, flags=re.I)
+    gist = gist[:1].upper() + gist[1:]
+    seen = {t.lower() for t in tags}
+    for name in _gist_names(gist):
+        if name.lower() not in seen:
+            tags.append(name)
+            seen.add(name.lower())
     return gist, tags
+
+
+def _gist_names(gist: str) -> list[str]:
+    out = []
+    for m in _NAME.finditer(gist):
+        words = m[0].split()
+        while words and words[0] in _STOP_CAPS:
+            words = words[1:]
+        if words:
+            out.append(" ".join(words))
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -54,7 +72,12 @@ def keywords(text: str, top: int = 6) -> list[str]:
     text = clean_text(text)
     if len(text) < 40:
         return []
-    return [k for k, _ in _yake().extract_keywords(text)][:top]
+    out = []
+    for k, _ in _yake().extract_keywords(text):
+        words = [w for w in re.split(r"\s+", k) if len(w) > 2 and not re.search(r"[’'`]", w)]
+        if len(words) == len(k.split()):  # drop contraction debris such as "ll", "n’t"
+            out.append(k)
+    return out[:top]
 
 
 def names(text: str, top: int = 8) -> list[str]:

@@ -58,6 +58,19 @@ def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Gen
     return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
 
 
+def block_repeats(logits: torch.Tensor, history: list[int], n: int) -> torch.Tensor:
+    """Forbid the tokens that would repeat an n-gram of `history` (logits (V,) or (1, V)); small greedy
+    models otherwise loop ("the story of the story of …"). n <= 0 disables it."""
+    if n <= 0 or len(history) < n:
+        return logits
+    prefix = tuple(history[-(n - 1):]) if n > 1 else ()
+    banned = [history[i + n - 1] for i in range(len(history) - n + 1) if tuple(history[i:i + n - 1]) == prefix]
+    if banned:
+        logits = logits.clone()
+        logits[..., banned] = float("-inf")
+    return logits
+
+
 def _holdback(text: str, stops: Sequence[str]) -> int:
     """Length of the longest suffix of `text` that is a proper prefix of some stop string."""
     best = 0
@@ -102,7 +115,7 @@ class _Detok:
 
 def generate(lm_or_model: Any, tokenizer: Any, cache: SinkCache, prompt_ids: Any, max_new_tokens: int = 256,
              stop: Sequence[str] = ("\n",), temperature: float = 0.0, top_p: float = 1.0,
-             seed: int | None = None) -> Iterator[str]:
+             seed: int | None = None, no_repeat_ngram: int = 0) -> Iterator[str]:
     """Feed `prompt_ids` into `cache` and yield text deltas of the continuation (batch 1)."""
     model = _hf(lm_or_model)
     tokenizer = tokenizer or lm_or_model.tokenizer
@@ -113,7 +126,7 @@ def generate(lm_or_model: Any, tokenizer: Any, cache: SinkCache, prompt_ids: Any
     detok = _Detok(tokenizer, stop)
     logits = cache.feed(model, ids, logits="last")  # (1, V)
     for step in range(max_new_tokens):
-        tid = int(_pick(logits.cpu(), temperature, top_p, gen)[0])
+        tid = int(_pick(block_repeats(logits.cpu(), detok.ids, no_repeat_ngram), temperature, top_p, gen)[0])
         if tid in eos:
             break
         delta = detok.push(tid)

@@ -1,0 +1,157 @@
+"""Batched decoding of *forks*: cache states taken at different moments of one or many streams.
+
+A fork is what an aside would have decoded from: the KV cache right after a prompt was fed (the recent window,
+the pinned instruction, the note prompt) plus the logits of the prompt's last token. Reading several chunks, or
+several documents, leaves several forks; decoding them together is where a CPU gains (decode is bound by
+memory bandwidth: one pass over the weights serves every row).
+
+Design choices:
+- A fork owns a copy of its KV (per layer (1, H_kv, L, D)); the stream goes on after `truncate`-ing the prompt.
+- Rows have different lengths: they are *left-padded* into one buffer (B, H_kv, Lmax + max_new, D) with a 2-D
+  attention mask (0 on padding). The stored keys keep the rotations they were computed with; each row's new
+  tokens get its own `position_ids` (L_i, L_i + 1, ...), so relative positions are exact.
+- The buffer is preallocated (`_BufferLayer`): a decode step writes one slot instead of re-concatenating the
+  whole cache, which on a CPU costs more than the step itself at these lengths.
+- A row that finishes (EOS, stop string, its own max tokens) leaves the batch at once (`batch_select`), so
+  long rows do not drag finished ones along.
+- Greedy decoding with the same n-gram repeat block as `generate()`, so a batched note equals the note an
+  aside would have written (up to float rounding in the padded attention).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from .cache import SinkCache, _hf
+from .generate import _Detok, _eos_ids, block_repeats
+
+
+@dataclass
+class Fork:
+    """A frozen cache state ready to decode from."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (1, H_kv, L, D)
+    logits: torch.Tensor  # (V,) after the prompt's last token
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+
+    @property
+    def length(self) -> int:
+        return self.kv[0][0].shape[-2]
+
+
+def fork(model: Any, cache: SinkCache, prompt_ids: Sequence[int], max_new_tokens: int,
+         stop: Sequence[str] = ()) -> Fork:
+    """Feed `prompt_ids` into `cache`, copy the state out as a `Fork`, and remove the prompt again."""
+    model = _hf(model)
+    assert cache.batch_size in (None, 1), "forks are taken from batch-1 streams"
+    logits = cache.feed(model, torch.tensor([list(prompt_ids)]), logits="last")  # (1, V)
+    kv = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+    cache.truncate(len(prompt_ids))
+    return Fork(kv=kv, logits=logits[0].float().cpu(), max_new_tokens=max_new_tokens, stop=tuple(stop))
+
+
+def prompt_fork(model: Any, prompt_ids: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()) -> Fork:
+    """A fork of a fresh cache holding only `prompt_ids` (a one-off completion, batched with others)."""
+    model = _hf(model)
+    ctx = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+    assert len(prompt_ids) + max_new_tokens <= ctx, f"prompt of {len(prompt_ids)} tokens does not fit {ctx}"
+    cache = SinkCache(model, sinks=0, window=len(prompt_ids), max_pinned=0, context=ctx)
+    return fork(model, cache, prompt_ids, max_new_tokens, stop)
+
+
+class _BufferLayer(DynamicLayer):
+    """A KV layer over a preallocated buffer (B, H_kv, capacity, D); `keys`/`values` are views of the filled part."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, filled: int):
+        super().__init__()
+        self.buf_k, self.buf_v, self.n = k, v, filled
+        self.dtype, self.device, self.is_initialized = k.dtype, k.device, True
+        self._views()
+
+    def _views(self) -> None:
+        self.keys, self.values = self.buf_k[:, :, :self.n], self.buf_v[:, :, :self.n]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        t = key_states.shape[-2]
+        assert self.n + t <= self.buf_k.shape[-2], "batch buffer overflow"
+        self.buf_k[:, :, self.n:self.n + t] = key_states
+        self.buf_v[:, :, self.n:self.n + t] = value_states
+        self.n += t
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.n
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.buf_k, self.buf_v = self.buf_k[rows], self.buf_v[rows]
+        self._views()
+
+
+def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram: int = 0) -> tuple[list[str], int]:
+    """Greedy-decode every fork in one ragged batch. Returns (texts, tokens generated)."""
+    model = _hf(model)
+    if not forks:
+        return [], 0
+    B = len(forks)
+    lengths = [f.length for f in forks]
+    Lmax, steps = max(lengths), max(f.max_new_tokens for f in forks)
+    cap = Lmax + steps
+    layers = []
+    for li in range(len(forks[0].kv)):
+        k0, v0 = forks[0].kv[li]
+        _, H, _, D = k0.shape
+        K = k0.new_zeros(B, H, cap, D)  # (B, H_kv, Lmax + steps, D), left-padded
+        V = v0.new_zeros(B, H, cap, v0.shape[-1])
+        for i, f in enumerate(forks):
+            K[i, :, Lmax - lengths[i]:Lmax] = f.kv[li][0][0]
+            V[i, :, Lmax - lengths[i]:Lmax] = f.kv[li][1][0]
+        layers.append(_BufferLayer(K, V, Lmax))
+    cache = DynamicCache(config=model.config)
+    cache.layers = layers
+    mask = torch.zeros(B, cap, dtype=torch.long, device=K.device)  # (B, Lmax + steps)
+    for i, L in enumerate(lengths):
+        mask[i, Lmax - L:Lmax] = 1
+    pos = torch.tensor(lengths, device=K.device)  # next position of every row
+    eos = _eos_ids(model, tokenizer)
+    detoks = [_Detok(tokenizer, f.stop) for f in forks]
+    out = [""] * B
+    live = list(range(B))  # fork index of every batch row
+    logits = torch.stack([f.logits for f in forks])  # (B, V)
+    generated = 0
+    for step in range(steps):
+        nxt = torch.stack([block_repeats(logits[r], detoks[i].ids, no_repeat_ngram).argmax(-1)
+                           for r, i in enumerate(live)])  # (B_live,)
+        keep = []
+        for r, i in enumerate(live):
+            tid = int(nxt[r])
+            if tid in eos or len(detoks[i].ids) >= forks[i].max_new_tokens:
+                continue
+            out[i] += detoks[i].push(tid)
+            generated += 1
+            if not detoks[i].stopped and len(detoks[i].ids) < forks[i].max_new_tokens:
+                keep.append(r)
+        if not keep:
+            break
+        if len(keep) < len(live):  # finished rows leave the batch
+            rows = torch.tensor(keep, device=K.device)
+            for layer in layers:
+                layer.select(rows)
+            mask, pos, nxt = mask[rows], pos[rows], nxt[rows]
+            live = [live[r] for r in keep]
+        n = layers[0].n
+        mask[:, n] = 1
+        logits = model(input_ids=nxt.unsqueeze(1).to(K.device), position_ids=pos.unsqueeze(1),
+                       attention_mask=mask[:, :n + 1], past_key_values=cache, use_cache=True,
+                       logits_to_keep=1).logits[:, -1].float().cpu()  # (B_live, V)
+        pos = pos + 1
+    for i, d in enumerate(detoks):
+        if not d.stopped:
+            out[i] += d.flush()
+    return out, generated

@@ -1,0 +1,63 @@
+"""Batched decoding of forks (`stream/batch.py`) against one-at-a-time decoding, on the tiny random Llama.
+
+In float64 the left-padded batch and the unpadded batch-1 runs agree to ~1e-15, so greedy texts must be equal.
+"""
+import pytest
+import torch
+
+from docstream.model import tiny
+from docstream.stream import SinkCache, generate
+from docstream.stream.batch import decode_forks, fork, prompt_fork
+
+
+@pytest.fixture(scope="module")
+def lm64():
+    lm = tiny(seed=3)
+    lm.model.double()
+    return lm
+
+
+def _forks_and_refs(lm, n=5, window=96, stops=((), ("e",))):
+    g = torch.Generator().manual_seed(0)
+    V = lm.model.config.vocab_size
+    cache = SinkCache(lm.model, sinks=4, window=window, max_pinned=16)
+    cache.feed(lm.model, torch.randint(5, V - 5, (1, 4), generator=g), logits=None)
+    cache.set_pinned(lm.model, torch.randint(5, V - 5, (9,), generator=g).tolist())
+    forks, refs = [], []
+    for k in range(n):
+        cache.feed(lm.model, torch.randint(5, V - 5, (1, 17 + 9 * k), generator=g), logits=None)  # evicts later on
+        prompt = torch.randint(5, V - 5, (3 + k,), generator=g).tolist()
+        max_new, stop = 4 + 3 * k, stops[k % len(stops)]
+        cache.make_room(len(prompt) + max_new)  # the batch-1 reference must not evict while it decodes
+        state = cache.snapshot()
+        refs.append("".join(generate(lm.model, lm.tokenizer, cache, prompt, max_new_tokens=max_new, stop=stop,
+                                     no_repeat_ngram=3)))
+        cache.restore(state)
+        before = cache.stream_position
+        forks.append(fork(lm.model, cache, prompt, max_new, stop))
+        assert cache.stream_position == before, "a fork leaves the stream where it was"
+    return forks, refs
+
+
+def test_batched_forks_equal_one_at_a_time(lm64):
+    forks, refs = _forks_and_refs(lm64)
+    assert len({f.length for f in forks}) > 1, "rows must be ragged for this test to mean anything"
+    texts, n = decode_forks(lm64.model, lm64.tokenizer, forks, no_repeat_ngram=3)
+    assert texts == refs
+    assert 0 < n <= sum(f.max_new_tokens for f in forks)
+
+
+def test_rows_leave_the_batch_at_their_own_limits(lm64):
+    forks, refs = _forks_and_refs(lm64, n=3)
+    texts, _ = decode_forks(lm64.model, lm64.tokenizer, forks[::-1], no_repeat_ngram=3)
+    assert texts == refs[::-1]
+    one, _ = decode_forks(lm64.model, lm64.tokenizer, forks[:1], no_repeat_ngram=3)
+    assert one == refs[:1]
+
+
+def test_prompt_fork_equals_a_fresh_completion(lm64):
+    ids = list(range(100, 140))
+    cache = SinkCache(lm64.model, sinks=0, window=64, max_pinned=0)
+    ref = "".join(generate(lm64.model, lm64.tokenizer, cache, ids, max_new_tokens=8, stop=()))
+    texts, _ = decode_forks(lm64.model, lm64.tokenizer, [prompt_fork(lm64.model, ids, 8)])
+    assert texts == [ref]
