@@ -6,17 +6,20 @@
     answer = doc.ask("What color was the car?")
     print(answer.answer, answer.citations[0].quote)
 
-Nothing here imports torch until a model is needed.
+    # many documents, the same questions, one JSON line each (resumable)
+    for r in docstream.batch(["a.txt", "b.txt"], questions=["Who is the narrator?"], jsonl="out.jsonl"):
+        print(r.document, r.status, r.answers[0].answer if r.ok else r.error)
+
+Nothing here imports torch until a model is needed (these imports take ~40 ms).
 """
 from .errors import DocstreamError
+from .answer import Answer, Citation
+from .api import Document, ReadResult, get_engine, open  # noqa: A004 - docstream.open mirrors builtins.open
+# The submodule `docstream.batch` and the function share a name: importing the function here, after the
+# submodule has loaded, makes `docstream.batch` the function for good. Reach the module with
+# `from docstream.batch import …` or `sys.modules["docstream.batch"]` (not `import docstream.batch as m`).
+from .batch import Result, batch
 
 __version__ = "0.1.0"
-__all__ = ["DocstreamError", "Document", "open", "get_engine", "__version__"]
-
-
-def __getattr__(name: str):
-    if name in ("open", "Document", "get_engine", "ReadResult"):
-        from . import api
-
-        return getattr(api, name)
-    raise AttributeError(name)
+__all__ = ["Answer", "Citation", "DocstreamError", "Document", "ReadResult", "Result", "__version__", "batch",
+           "get_engine", "open"]

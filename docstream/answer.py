@@ -70,8 +70,9 @@ def check_question(question: str, engine: Any, window: int) -> str:
     q = " ".join(question.split())
     if not q:
         raise QuestionError("the question is empty — ask something, e.g. docstream ask book.txt \"who is Filby?\"")
-    if not _WORD.search(q):
-        raise QuestionError(f"the question {question!r} has no words — ask in words")
+    if not any(ch.isalnum() for ch in q):  # any script: "Кто такой Филби?" and "誰ですか" are questions
+        raise QuestionError(f"the question {q!r} has no words, only punctuation — ask in words, e.g. "
+                            "\"who is Filby?\"")
     if engine is not None and engine.count(q) > window // 4:
         raise QuestionError(f"the question is {engine.count(q)} tokens long; keep it under {window // 4} tokens "
                             "(a quarter of the window)")

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DocstreamError, InputError, ModelNotFound
+from .errors import DocstreamError, InputError, Interrupted, ModelNotFound
 from .note.reader import ReadEvent, ReadSettings
 
 if TYPE_CHECKING:
@@ -34,9 +35,16 @@ _ENGINES: dict[tuple[str, str, str], Any] = {}
 
 
 def get_engine(model: str | None = None, device: str = "auto", dtype: str = "auto",
-               trust_remote_code: bool = False) -> Any:
-    """Load (once per process) and return the engine for `model`."""
+               trust_remote_code: bool = False, backend: str = "local", base_url: str | None = None,
+               api_key: str | None = None) -> Any:
+    """Load (once per process) and return the engine for `model`. `backend="openai"`: the model served by the
+    OpenAI-compatible server at `base_url` (env DOCSTREAM_BASE_URL; key `api_key` or env OPENAI_API_KEY)."""
     from .model import load, model_name
+
+    if backend != "local":
+        from .remote import get_remote_engine
+
+        return get_remote_engine(model, backend, base_url, api_key)
 
     key = (model_name(model), device, dtype)
     if key not in _ENGINES:
@@ -78,19 +86,30 @@ class Document:
 
     def __init__(self, path: str | Path, *, model: str | None = None, window: int = 2048, sinks: int = 4,
                  chunk_tokens: int = 0, index: str | Path | None = None, device: str = "auto",
-                 dtype: str = "auto", trust_remote_code: bool = False, engine: Any = None):
+                 dtype: str = "auto", trust_remote_code: bool = False, engine: Any = None,
+                 backend: str = "local", base_url: str | None = None, api_key: str | None = None):
         from .index.db import default_path, settings_hash
         from .load import load
         from .model import model_name
 
         self.source = load(path)
         self.path = Path(path)
+        self._backend = {} if backend == "local" else {"backend": backend, "base_url": base_url, "api_key": api_key}
+        identity = None  # the index identity's model part: the name (local), backend + name + tokenizer (remote)
+        if self._backend or getattr(engine, "backend", "local") != "local":
+            from . import remote
+
+            remote.check_backend(backend)
+            if engine is None and remote.given_model(model) is None:
+                engine = get_engine(None, **self._backend)  # the server names its model
+            model, identity, ctx = remote.describe(remote.given_model(model) or "", engine)
         self.model = engine.name if engine is not None else model_name(model)
         self._engine = engine
         self._engine_args = (model, device, dtype, trust_remote_code)
-        ctx = engine.context_length if engine is not None else _context_length(model)
+        if identity is None:
+            ctx = engine.context_length if engine is not None else _context_length(model)
         self.settings = ReadSettings(window=window, sinks=sinks, chunk_tokens=chunk_tokens).resolved(ctx)
-        self.settings_hash = settings_hash(self.model, self.settings.to_dict())
+        self.settings_hash = settings_hash(identity or self.model, self.settings.to_dict())
         self.index_path = Path(index) if index else default_path(self.source.sha256, self.settings_hash)
         self.read_batch = 8  # notes decoded together while reading (not part of the index identity)
 
@@ -102,7 +121,7 @@ class Document:
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            self._engine = get_engine(*self._engine_args)
+            self._engine = get_engine(*self._engine_args, **self._backend)
         return self._engine
 
     def _index(self, create: bool = False) -> Any:
@@ -126,11 +145,12 @@ class Document:
             return bool(info and info.status == "done" and info.sha256 == self.source.sha256)
 
     # ------------------------------------------------------------------ reading
-    def read_events(self, reread: bool = False) -> Iterator[ReadEvent]:
-        """Read the document (or resume an interrupted read), yielding progress events."""
+    @contextmanager
+    def reading(self, reread: bool = False) -> Iterator[Any]:
+        """Hold the index's writer lock with the chunks stored; yields a `Reader` (None when already done)."""
         from .chunk import chunk_document
         from .index.db import Index
-        from .note.reader import read_events
+        from .note.reader import Reader
 
         engine = self.engine  # load the model first: a model that fails to load leaves no index behind
         if reread:
@@ -149,24 +169,38 @@ class Document:
                                 size_chars=len(self.source.text), model=self.model,
                                 settings=self.settings.to_dict(), settings_hash=self.settings_hash,
                                 status="reading", chunks_total=len(chunks))
-            chapters, chunks = ix.chapters(), ix.chunks()
-            if ix.document().status == "done":
-                yield ReadEvent("done", chunk=len(chunks), total=len(chunks))
+            done = ix.document().status == "done"
+            yield None if done else Reader(self.source, ix, engine, self.settings, ix.chunks(), ix.chapters())
+
+    def read_events(self, reread: bool = False) -> Iterator[ReadEvent]:
+        """Read the document (or resume an interrupted read), yielding progress events."""
+        from .note.reader import drive, finish
+
+        with self.reading(reread) as reader:
+            if reader is None:
+                with self._index() as ix:
+                    n = ix.counts().get("chunks", 0)
+                yield ReadEvent("done", chunk=n, total=n)
                 return
-            yield from read_events(self.source, ix, engine, self.settings, chunks, chapters, batch=self.read_batch)
+            yield reader.event("start", reader.next)
+            yield from drive([reader], reader.engine, self.read_batch)
+            yield from finish(reader)
+
+    def _result(self, last: ReadEvent | None, tokens: int) -> ReadResult:
+        with self._index() as ix:
+            counts = ix.counts()
+            status = ix.document().status
+        elapsed = last.elapsed if last else 0.0
+        return ReadResult(document=str(self.path), index=str(self.index_path), chunks=counts.get("chunks", 0),
+                          chapters=counts.get("chapters", 0), tokens=tokens, seconds=round(elapsed, 2),
+                          tokens_per_s=round(tokens / elapsed, 1) if tokens and elapsed else 0.0, status=status)
 
     def read(self, progress: bool = False, reread: bool = False) -> ReadResult:
         """Read (or resume) and return what was done. `progress=True` draws a bar on stderr."""
         from .progress import consume
 
         last, tokens = consume(self.read_events(reread=reread), progress=progress, label=self.title)
-        with self._index() as ix:
-            counts = ix.counts()
-            status = ix.document().status
-        return ReadResult(document=str(self.path), index=str(self.index_path), chunks=counts.get("chunks", 0),
-                          chapters=counts.get("chapters", 0), tokens=tokens, seconds=round(last.elapsed, 2),
-                          tokens_per_s=round(tokens / last.elapsed, 1) if tokens and last.elapsed else 0.0,
-                          status=status)
+        return self._result(last, tokens)
 
     def ensure_read(self, progress: bool = False) -> None:
         if not self.is_read():
@@ -227,10 +261,67 @@ class Document:
             book = ix.latest_summary("book")
             if book is not None and target == summarize.LENGTHS["medium"]:
                 return book.text
-            return summarize.book_summary(self.engine, self.title, [s.text for s in chs], target,
+            return summarize.book_summary(self.engine, self.title, summarize.book_inputs(ix), target,
                                           self.settings.window + self.settings.max_pinned, self.source.text)
 
 
 def open(path: str | Path, **kwargs: Any) -> Document:  # noqa: A001 - mirrors builtins.open on purpose
     """Open a document: `docstream.open("book.txt", model=None, window=2048, sinks=4, chunk_tokens=0)`."""
     return Document(path, **kwargs)
+
+
+def read_together(docs: Iterable[Document], width: int = 8, batch: int = 8
+                  ) -> Iterator[tuple[Document, ReadResult | None, BaseException | None]]:
+    """Read many documents in lockstep on one engine: up to `width` at a time, each with its own sink cache,
+    their notes decoded in shared batches; a finished document's slot is refilled from `docs` (lazily).
+    Yields (document, result, error) as each finishes; a failing document does not stop the others.
+
+        >>> for doc, res, err in read_together(docstream.open(p) for p in paths):  # doctest: +SKIP
+        ...     print(doc.path, res.chunks if res else err)
+    """
+    from .note.reader import drive, finish
+
+    pending = iter(docs)
+    slots: list[tuple[Document, Any, ExitStack]] = []  # (doc, reader, its open index + lock)
+    while True:
+        while len(slots) < width:
+            doc = next(pending, None)
+            if doc is None:
+                break
+            stack = ExitStack()
+            try:
+                reader = stack.enter_context(doc.reading())
+            except (KeyboardInterrupt, Interrupted):
+                stack.close()
+                raise
+            except Exception as e:  # noqa: BLE001 - confined to this document
+                stack.close()
+                yield doc, None, e
+                continue
+            if reader is None:
+                stack.close()
+                yield doc, doc._result(None, 0), None
+                continue
+            slots.append((doc, reader, stack))
+        if not slots:
+            return
+        engine = slots[0][1].engine
+        readers = [r for _, r, _ in slots]
+        for _ in drive(readers, engine, batch, until_one_done=True):
+            pass
+        for doc, reader, stack in [s for s in slots if not s[1].pending]:
+            slots.remove((doc, reader, stack))
+            try:
+                last = None
+                for last in finish(reader):
+                    pass
+                res = doc._result(last, reader.fed)
+            except (KeyboardInterrupt, Interrupted):
+                raise
+            except Exception as e:  # noqa: BLE001
+                res, err = None, e
+            else:
+                err = None
+            finally:
+                stack.close()
+            yield doc, res, err

@@ -43,12 +43,12 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from .errors import SettingsError
 from .load import Document
+from .note.reader import MIN_CHUNK_TOKENS
 
 MIN_SECTION_CHARS = 200
 FRONT_MATTER_MIN_CHARS = 1000
 SECTION_CHARS = 30_000
 MAX_HEADING_CHARS = 100
-MIN_CHUNK_TOKENS = 16
 FRONT_MATTER = "Front matter"
 
 SEPARATORS = [

@@ -33,35 +33,61 @@ Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Dtype = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Backend = Annotated[str, typer.Option(help="local (this machine), or openai for an OpenAI-compatible server "
+                                           "(vLLM, llama.cpp, Ollama, transformers serve).")]
+BaseUrl = Annotated[Optional[str], typer.Option("--base-url", envvar="DOCSTREAM_BASE_URL",
+                                                help="The server's URL (--backend openai); by default "
+                                                     "http://127.0.0.1:8000/v1.")]
+ApiKey = Annotated[Optional[str], typer.Option("--api-key", envvar="OPENAI_API_KEY", show_default=False,
+                                               help="The server's API key (--backend openai).")]
 
 
 def err(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def _one_line(e: BaseException) -> str:
+    """An error's text on one line (a path may hold a newline)."""
+    return str(e).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def handle_errors(fn: Any) -> Any:
-    """Map DocstreamError to `Error: …` + exit code, Ctrl-C to a resume hint + 130. No tracebacks."""
+    """Map DocstreamError to `Error: …` + exit code, Ctrl-C to a resume hint + 130. No tracebacks.
+
+    SQLite and OS errors that escape the API (a full disk, a file removed underneath) also become one line, exit 2.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import sqlite3
+
         try:
             return fn(*args, **kwargs)
         except DocstreamError as e:
-            err(f"Error: {e}")
+            err(f"Error: {_one_line(e)}")
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err("Interrupted — what was read is saved; run the same command again to resume.")
             raise typer.Exit(130) from None
+        except sqlite3.Error as e:
+            err(f"Error: the index database failed ({_one_line(e)}) — check free disk space, then run the same "
+                "command again (add --reread to `read` to start the index over)")
+            raise typer.Exit(2) from None
+        except OSError as e:
+            where = f" ({_one_line(e.filename)})" if getattr(e, "filename", None) else ""  # type: ignore[arg-type]
+            err(f"Error: {_one_line(e.strerror or e)}{where} — check the path, its permissions and free disk space")
+            raise typer.Exit(2) from None
 
     return wrapper
 
 
 def open_doc(file: Path, model: str | None = None, window: int = 2048, sinks: int = 4, chunk_tokens: int = 0,
-             index: Path | None = None, device: str = "auto", dtype: str = "auto") -> Any:
+             index: Path | None = None, device: str = "auto", dtype: str = "auto", backend: str = "local",
+             base_url: str | None = None, api_key: str | None = None) -> Any:
     from .api import open as open_document
 
     doc = open_document(file, model=model, window=window, sinks=sinks, chunk_tokens=chunk_tokens, index=index,
-                        device=device, dtype=dtype)
+                        device=device, dtype=dtype, backend=backend, base_url=base_url, api_key=api_key)
     for w in doc.source.warnings:
         err(f"Warning: {w}")
     return doc
@@ -75,9 +101,10 @@ def dump(obj: Any) -> None:
 @handle_errors
 def read(file: File, model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
          index: IndexOpt = None, reread: Annotated[bool, typer.Option(help="Ignore an existing index.")] = False,
-         device: Device = "auto", dtype: Dtype = "auto", json_out: Json = False, quiet: Quiet = False) -> None:
+         device: Device = "auto", dtype: Dtype = "auto", json_out: Json = False, quiet: Quiet = False,
+         backend: Backend = "local", base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """Read FILE once, in order, writing notes, tags and summaries into its index."""
-    doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype)
+    doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype, backend, base_url, api_key)
     res = doc.read(progress=not (quiet or json_out), reread=reread)
     if json_out:
         dump(res.to_dict())
@@ -112,7 +139,7 @@ def ask(file: File, questions: Annotated[Optional[list[str]], typer.Argument(hel
         max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 64,
         model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
         index: IndexOpt = None, device: Device = "auto", dtype: Dtype = "auto", json_out: Json = False,
-        quiet: Quiet = False) -> None:
+        quiet: Quiet = False, backend: Backend = "local", base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """Answer QUESTIONS about FILE from its index (reading it first if needed), with citations."""
     from .answer import MODES
 
@@ -122,9 +149,10 @@ def ask(file: File, questions: Annotated[Optional[list[str]], typer.Argument(hel
     if questions_file is not None:
         try:
             qs += [q.strip() for q in questions_file.read_text(encoding="utf-8").splitlines() if q.strip()]
-        except OSError as e:
-            raise typer.BadParameter(f"cannot read {questions_file}: {e.strerror}", param_hint="--questions")
-    doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype)
+        except (OSError, UnicodeDecodeError) as e:
+            raise typer.BadParameter(f"cannot read {questions_file}: {getattr(e, 'strerror', None) or e} — pass "
+                                     "a UTF-8 text file with one question per line", param_hint="--questions")
+    doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype, backend, base_url, api_key)
     if mode == "docstream":
         from .answer import check_question
 
@@ -166,7 +194,8 @@ def summarize(file: File,
               length: Annotated[str, typer.Option(help="short | medium | long (book level).")] = "medium",
               words: Annotated[Optional[int], typer.Option(help="Target words for the book summary.")] = None,
               model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
-              index: IndexOpt = None, device: Device = "auto", dtype: Dtype = "auto", quiet: Quiet = False) -> None:
+              index: IndexOpt = None, device: Device = "auto", dtype: Dtype = "auto", quiet: Quiet = False,
+              backend: Backend = "local", base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """Print the summary of FILE: the whole book, one sentence per chapter, or the notes."""
     from .render import render_summary
 
@@ -178,7 +207,7 @@ def summarize(file: File,
         raise typer.BadParameter("use short, medium or long", param_hint="--length")
     if words is not None and words < 10:
         raise typer.BadParameter("use at least 10 words", param_hint="--words")
-    doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype)
+    doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype, backend, base_url, api_key)
     doc.ensure_read(progress=not (quiet or fmt == "json"))
     typer.echo(render_summary(doc, level, fmt, length, words))
 
@@ -187,9 +216,11 @@ def summarize(file: File,
 @handle_errors
 def notes(file: File, chapter: Annotated[Optional[int], typer.Option(help="Only this chapter (1-based).")] = None,
           model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
-          index: IndexOpt = None, json_out: Json = False) -> None:
+          index: IndexOpt = None, json_out: Json = False, backend: Backend = "local", base_url: BaseUrl = None,
+          api_key: ApiKey = None) -> None:
     """Print the notes written while reading FILE, in order, with chapters and line ranges."""
-    doc = open_doc(file, model, window, sinks, chunk_tokens, index)
+    doc = open_doc(file, model, window, sinks, chunk_tokens, index, backend=backend, base_url=base_url,
+                   api_key=api_key)
     rows = doc.notes(chapter=None if chapter is None else chapter - 1)
     if json_out:
         return dump([r.__dict__ for r in rows])
@@ -204,9 +235,11 @@ def notes(file: File, chapter: Annotated[Optional[int], typer.Option(help="Only 
 def search(file: File, query: Annotated[str, typer.Argument(help="Words to look for.")],
            limit: Annotated[int, typer.Option(help="Most hits.")] = 10,
            model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
-           index: IndexOpt = None, json_out: Json = False) -> None:
+           index: IndexOpt = None, json_out: Json = False, backend: Backend = "local", base_url: BaseUrl = None,
+           api_key: ApiKey = None) -> None:
     """Full-text search over FILE's notes, tags and text, with spans."""
-    doc = open_doc(file, model, window, sinks, chunk_tokens, index)
+    doc = open_doc(file, model, window, sinks, chunk_tokens, index, backend=backend, base_url=base_url,
+                   api_key=api_key)
     hits = doc.search(query, limit=limit)
     if json_out:
         return dump([h.__dict__ for h in hits])
@@ -216,6 +249,71 @@ def search(file: File, query: Annotated[str, typer.Argument(help="Words to look 
         typer.echo(f"#{h.chunk + 1} [{h.chapter_title}] lines {h.line_start}-{h.line_end} "
                    f"(chars {h.char_start}-{h.char_end}) score {h.score:.2f}")
         typer.echo(f"    {h.snippet}")
+
+
+@app.command("batch")
+@handle_errors
+def batch_cmd(files: Annotated[list[Path], typer.Argument(help="The .txt or .md files to read.", show_default=False, metavar="FILES...")],
+              questions_file: Annotated[Optional[Path], typer.Option(
+                  "--questions", help="Questions to ask of every file, one per line.")] = None,
+              summarize: Annotated[bool, typer.Option("--summarize", help="Add each file's book summary.")] = False,
+              jsonl: Annotated[Optional[Path], typer.Option(
+                  "--jsonl", help="Also append the results to this file; a rerun skips the files done there.")]
+              = None,
+              executor: Annotated[str, typer.Option(help="local (this process) or ray (one Ray task per file).")]
+              = "local",
+              ray_address: Annotated[Optional[str], typer.Option(
+                  "--ray-address", help="Ray cluster to use (e.g. auto); default: a local Ray runtime.")] = None,
+              backend: Annotated[str, typer.Option(help="local, or openai for an OpenAI-compatible server.")]
+              = "local",
+              base_url: Annotated[Optional[str], typer.Option("--base-url", envvar="DOCSTREAM_BASE_URL",
+                                                              help="The server's URL (--backend openai).")] = None,
+              api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="OPENAI_API_KEY", show_default=False,
+                                                             help="The server's API key (--backend openai).")] = None,
+              model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
+              device: Device = "auto", dtype: Dtype = "auto", quiet: Quiet = False) -> None:
+    """Read many FILES and answer the same questions for each: one JSON line per file on stdout, as each finishes.
+
+    Exit code 0 if every file is ok, 1 if some failed (their lines say why), 2 for bad arguments.
+    """
+    from .batch import EXECUTORS, batch
+
+    if executor not in EXECUTORS:
+        raise typer.BadParameter(f"use one of {', '.join(EXECUTORS)}", param_hint="--executor")
+    qs: list[str] = []
+    if questions_file is not None:
+        try:
+            qs = [q.strip() for q in questions_file.read_text(encoding="utf-8").splitlines() if q.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise typer.BadParameter(f"cannot read {questions_file}: {getattr(e, 'strerror', None) or e}",
+                                     param_hint="--questions")
+    options: dict[str, Any] = {"device": device, "dtype": dtype}
+    if backend != "local":  # the OpenAI-compatible backend's options (only passed when asked for)
+        options.update(backend=backend, base_url=base_url, api_key=api_key)
+    n = failed = 0
+    for r in batch(files, questions=qs, summarize=summarize, model=model, window=window, sinks=sinks,
+                   chunk_tokens=chunk_tokens, executor=executor, ray_address=ray_address, jsonl=jsonl,
+                   progress=not quiet, **options):
+        sys.stdout.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        n += 1
+        failed += not r.ok
+    if failed:
+        err(f"{failed} of {n} documents failed — their lines say why; run the same command again to retry them.")
+        raise typer.Exit(1)
+    if n == 0 and not quiet:
+        err(f"Nothing to do: every file is already done in {jsonl}.")
+
+
+@app.command()
+@handle_errors
+def doctor(index: Annotated[Optional[Path], typer.Option("--index", help="Also check this index file.")] = None,
+           json_out: Json = False) -> None:
+    """Print versions, the model, cache dir and free disk; with --index, check that index file."""
+    from .doctor import render, report
+
+    rep = report(index)
+    typer.echo(json.dumps(rep, ensure_ascii=False, indent=2) if json_out else render(rep))
 
 
 from . import cli_bench  # noqa: E402,F401  (registers `docstream bench …`)

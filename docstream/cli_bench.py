@@ -29,3 +29,95 @@ def bench_stream(file: Annotated[Path, typer.Argument(help="Text to stream (a Gu
     res = stream.run(file, tokens=tokens, window=window, sinks=sinks, chunk=chunk, model=model, dtype=dtype,
                      configs=tuple(c.strip() for c in configs.split(",") if c.strip()), threads=threads)
     stream.print_report(res, as_json=json_out)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _numbers(value: str, option: str, kind: type = int) -> list:
+    try:
+        return [kind(v) for v in _csv(value)]
+    except ValueError:
+        raise typer.BadParameter(f"use comma-separated numbers, e.g. {option} 4000,16000", param_hint=option) from None
+
+
+@bench_app.command("needle")
+@handle_errors
+def bench_needle(haystack: Annotated[Optional[Path], typer.Option(
+                     help="Folder of .txt files (concatenated in sorted order) or one text file "
+                          "[default: ../shared/corpus/niah_paul_graham_essays].")] = None,
+                 lengths: Annotated[str, typer.Option(help="Document lengths in model tokens.")] = "4000,16000,32000",
+                 depths: Annotated[str, typer.Option(help="Needle depths in % (0 = start, 100 = end).")]
+                 = "0,25,50,75,100",
+                 needle: Annotated[Optional[str], typer.Option(help="The sentence to hide.")] = None,
+                 question: Annotated[Optional[str], typer.Option(help="The question about it.")] = None,
+                 answer: Annotated[Optional[str], typer.Option(
+                     help="Comma-separated key words a correct answer contains [default: sandwich,Dolores Park].")]
+                 = None,
+                 modes: Annotated[str, typer.Option(help="Subset of docstream,stream,truncate.")]
+                 = "docstream,stream,truncate",
+                 out: Annotated[Path, typer.Option(help="Output folder (texts/, needle.json, needle.png).")]
+                 = Path("bench-out/needle"),
+                 window: Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")] = 2048,
+                 jobs: Annotated[int, typer.Option(help="Cells run in parallel worker processes.")] = 1,
+                 model: Model = None, json_out: Json = False) -> None:
+    """Needle in a haystack: is one inserted sentence answered (and cited) at every length × depth, per mode?"""
+    from .bench import needle as nb
+
+    res = nb.run(haystack, lengths=_numbers(lengths, "--lengths"), depths=_numbers(depths, "--depths", float),
+                 needle=needle or nb.NEEDLE, question=question or nb.QUESTION,
+                 answer=_csv(answer) if answer else nb.ANSWER, modes=_csv(modes), out=out, model=model,
+                 window=window, jobs=jobs)
+    nb.print_report(res, as_json=json_out)
+
+
+@bench_app.command("summary")
+@handle_errors
+def bench_summary(data: Annotated[Optional[Path], typer.Option(
+                      help="SQuALITY-style .jsonl [default: ../shared/corpus/qa/squality/dev.jsonl].")] = None,
+                  stories: Annotated[Optional[int], typer.Option(help="Only the first N stories.")] = None,
+                  methods: Annotated[str, typer.Option(help="Subset of docstream,truncate,stream.")]
+                  = "docstream,truncate,stream",
+                  out: Annotated[Path, typer.Option(help="Output folder (texts/, summary.json).")]
+                  = Path("bench-out/summary"),
+                  window: Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")] = 2048,
+                  jobs: Annotated[int, typer.Option(help="Cells run in parallel worker processes.")] = 1,
+                  model: Model = None, json_out: Json = False) -> None:
+    """Plot summaries of SQuALITY stories by docstream, truncate and stream: ROUGE, faithfulness, coverage."""
+    from .bench import summary as sb
+
+    res = sb.run(data, stories=stories, methods=_csv(methods), model=model, window=window, out=out, jobs=jobs)
+    sb.print_report(res, as_json=json_out)
+
+
+@bench_app.command("read")
+@handle_errors
+def bench_read(file: Annotated[Path, typer.Argument(help="Text to read (a Gutenberg novel).")],
+               window: Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")] = 2048,
+               chunk_tokens: Annotated[int, typer.Option("--chunk-tokens", help="Tokens per chunk (0 = window/4).")]
+               = 0,
+               batch: Annotated[int, typer.Option(help="Notes decoded together (1 = one at a time).")] = 8,
+               threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
+               model: Model = None, json_out: Json = False) -> None:
+    """Wall time of `read` vs a bare chunked prefill of the same tokens; decode tokens; peak RSS."""
+    from .bench import read
+
+    read.print_report(read.run(file, model=model, window=window, chunk_tokens=chunk_tokens, batch=batch,
+                               threads=threads), as_json=json_out)
+
+
+@bench_app.command("batch")
+@handle_errors
+def bench_batch(files: Annotated[Optional[list[Path]], typer.Argument(
+                    help="Texts to slice documents from [default: ../shared/corpus/gutenberg/*.txt].")] = None,
+                docs: Annotated[int, typer.Option(help="Documents to read.")] = 8,
+                tokens: Annotated[int, typer.Option(help="Tokens per document.")] = 2048,
+                width: Annotated[int, typer.Option(help="Documents read in lockstep (the batch).")] = 8,
+                window: Annotated[int, typer.Option(help="Recent tokens kept in each sink cache.")] = 1024,
+                model: Model = None, json_out: Json = False) -> None:
+    """Documents/hour and decode tokens/s: one document at a time vs WIDTH in lockstep, same documents."""
+    from .bench import batch
+
+    batch.print_report(batch.run(files or [], docs=docs, tokens=tokens, width=width, model=model, window=window),
+                       as_json=json_out)

@@ -109,6 +109,8 @@ def _read_bytes(path: Path) -> bytes:
         raise InputError(f"No such file: {path} — check the path")
     if path.is_dir():
         raise InputError(f"{shown} is a directory — pass one .txt or .md file")
+    if not path.is_file():  # a FIFO, socket or device would block or never end
+        raise InputError(f"{shown} is not a regular file — save the text to a .txt or .md file and pass that")
     try:
         raw = path.read_bytes()
     except PermissionError:
@@ -116,7 +118,7 @@ def _read_bytes(path: Path) -> bytes:
     except OSError as e:
         raise InputError(f"{shown} cannot be read ({e.strerror or e.__class__.__name__}) — check the file") from None
     if not raw:
-        raise InputError(f"{shown} is empty — there is nothing to read")
+        raise InputError(f"{shown} is empty — there is nothing to read; pass a file that contains text")
     return raw
 
 
@@ -130,12 +132,13 @@ def _bom(raw: bytes) -> tuple[str, int] | None:
 def _refuse_binary(path: Path, raw: bytes) -> None:
     shown = f'"{path.name}"'
     if b"\x00" in raw:
-        raise InputError(f"{shown} looks binary (NUL bytes) — docstream reads {SUPPORTED}")
+        raise InputError(f"{shown} looks binary (NUL bytes) — docstream reads {SUPPORTED}; convert it to plain text "
+                         "first")
     sample = raw[:SNIFF_BYTES]
     controls = len(sample) - len(sample.translate(None, _CONTROL))
     if controls > MAX_CONTROL_SHARE * len(sample):
         raise InputError(f"{shown} looks binary ({controls / len(sample):.0%} control bytes) — "
-                         f"docstream reads {SUPPORTED}")
+                         f"docstream reads {SUPPORTED}; convert it to plain text first")
 
 
 def decode(path: Path, raw: bytes, strict: bool = False) -> tuple[str, str, list[str]]:
@@ -150,14 +153,16 @@ def decode(path: Path, raw: bytes, strict: bool = False) -> tuple[str, str, list
             raise InputError(f"{shown} starts with a {enc} byte-order mark but does not decode at byte {e.start + n}"
                              f" — re-save it as UTF-8") from None
         if "\x00" in text:
-            raise InputError(f"{shown} looks binary (NUL characters) — docstream reads {SUPPORTED}")
+            raise InputError(f"{shown} looks binary (NUL characters) — docstream reads {SUPPORTED}; convert it to "
+                             "plain text first")
         return text, enc, []
     _refuse_binary(path, raw)
     try:
         return raw.decode("utf-8"), "utf-8", []
     except UnicodeDecodeError as e:
         if strict:
-            raise InputError(f"{shown} is not UTF-8 text (byte {e.start}) — docstream reads {SUPPORTED}") from None
+            raise InputError(f"{shown} is not UTF-8 text (byte {e.start}) — docstream reads {SUPPORTED}; convert it "
+                             "to plain UTF-8 text first") from None
         bad = e.start
     for enc in ("cp1252", "latin-1"):
         try:
@@ -183,7 +188,8 @@ def gutenberg_body(text: str) -> tuple[int, int] | None:
 def _make(path: Path, raw: bytes, text: str, encoding: str, warnings: list[str],
           title_of: Callable[[str, int], str | None]) -> Document:
     if not text.strip():
-        raise InputError(f'"{path.name}" holds only whitespace — there is nothing to read')
+        raise InputError(f'"{path.name}" holds only whitespace — there is nothing to read; pass a file that contains '
+                         'text')
     span = gutenberg_body(text)
     start, end = span if span else (0, len(text))
     if span and end == len(text):

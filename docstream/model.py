@@ -69,8 +69,11 @@ def resolve(name: str | None = None) -> str:
                 f"or --model {DEFAULT_MODEL}"
             )
         return str(p)
-    if "/" in name and not name.startswith((".", "/")) and not os.environ.get("HF_HUB_OFFLINE"):
-        return name  # a hub id; transformers downloads it
+    if "/" in name and not name.startswith((".", "/")):
+        if not os.environ.get("HF_HUB_OFFLINE"):
+            return name  # a hub id; transformers downloads it
+        raise ModelNotFound(f"model '{name}' not found — HF_HUB_OFFLINE is set, so hub models are not downloaded; "
+                            "unset it or pass --model PATH to a local model directory")
     raise ModelNotFound(f"model '{name}' not found — {INSTALL_HINT} or pass --model PATH")
 
 
@@ -156,6 +159,11 @@ def load(name: str | None = None, device: str = "auto", dtype: str = "auto",
     except OSError as e:
         raise ModelNotFound(f"model '{name}' could not be loaded ({e.__class__.__name__}) — pass --model PATH "
                             "to a Hugging Face model directory") from None
+    except ValueError as e:  # custom code without trust_remote_code, an unknown architecture, a bad config
+        why = ("it needs custom code (trust_remote_code), which docstream does not run"
+               if "trust_remote_code" in str(e) else f"{e.__class__.__name__}: {str(e).splitlines()[0][:120]}")
+        raise ModelNotFound(f"model '{name}' could not be loaded ({why}) — pass --model PATH to a standard "
+                            "Hugging Face causal-LM directory") from None
     model.to(dev).eval()
     torch.set_grad_enabled(False)
     ctx = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)

@@ -110,6 +110,13 @@ def book_summary(engine: Any, title: str, chapter_summaries: list[str], words: i
     return reduce(engine, chapter_summaries, render, _tokens_for_words(words), window, source)
 
 
+def book_inputs(index: Any) -> list[str]:
+    """What the book summary is merged from: the chapter summaries, or the notes when there are fewer than
+    three chapters (a one-chapter story's summary would otherwise be its one- or two-sentence chapter summary)."""
+    chs = index.summaries("chapter")
+    return [s.text for s in chs] if len(chs) >= 3 else [n.gist for n in index.notes()]
+
+
 def build_hierarchy(index: Any, engine: Any, doc: Any, titles: dict[int, str], settings: Any
                     ) -> Iterator[tuple[str, str, str]]:
     """Make the missing chapter summaries, then the book summary. Yields (kind, chapter title, text)."""
@@ -129,7 +136,6 @@ def build_hierarchy(index: Any, engine: Any, doc: Any, titles: dict[int, str], s
         made = True
         yield ("chapter", title, text)
     if made or not index.summaries("book"):
-        chs = index.summaries("chapter")
-        text = book_summary(engine, doc.title, [s.text for s in chs], LENGTHS["medium"], window, doc.text)
+        text = book_summary(engine, doc.title, book_inputs(index), LENGTHS["medium"], window, doc.text)
         index.add_summary("book", text, 0, max(n.chunk for n in notes))
         yield ("book", "", text)

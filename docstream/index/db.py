@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -374,11 +375,16 @@ class Index:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + max(0.0, timeout)
+            told = False
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if not told and timeout >= 1.0:
+                        told = True
+                        print(f"docstream: another process is reading this document; waiting for it to finish "
+                              f"(up to {timeout:.0f} s, lock {lock_path})…", file=sys.stderr, flush=True)
                     if time.monotonic() >= deadline:
                         raise IndexFileError(
                             f"another docstream process is reading this document (lock {lock_path} is held) "

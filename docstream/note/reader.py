@@ -35,6 +35,7 @@ from .tags import chunk_tags, parse_note
 NO_SUMMARY = "Nothing yet; this is the beginning."
 NOTE_STOP = ("<|im_end|>", "\n", "<|endoftext|>")
 CHAPTER_TOKENS = 80
+MIN_CHUNK_TOKENS = 16  # the chunker refuses smaller chunks too (checked here, before any index file exists)
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,22 @@ class ReadSettings:
     note_tokens: int = 28
     summary_tokens: int = 96
     max_pinned: int = 320
+    reader_version: int = 2  # bumped when notes or summaries change: an old index is then not reused
 
     def resolved(self, context_length: int) -> "ReadSettings":
         chunk = self.chunk_tokens or max(64, self.window // 4)
         s = ReadSettings(**{**asdict(self), "chunk_tokens": chunk})
         if s.sinks < 1:
-            raise SettingsError(f"--sinks {s.sinks}: use at least 1 attention sink (the default is 4)")
+            raise SettingsError(f"--sinks {s.sinks} is too few — use at least 1 attention sink (the default is 4)")
+        if chunk < MIN_CHUNK_TOKENS:
+            raise SettingsError(f"--chunk-tokens {chunk}: chunk size {chunk} tokens is too small — use at least "
+                                f"{MIN_CHUNK_TOKENS}")
         if chunk > s.window - s.note_tokens - 64:
+            most = s.window - s.note_tokens - 64
+            fix = (f"use --chunk-tokens ≤ {most} or a larger --window" if most >= MIN_CHUNK_TOKENS
+                   else f"use --window ≥ {MIN_CHUNK_TOKENS + s.note_tokens + 64}")
             raise SettingsError(f"--chunk-tokens {chunk} does not fit the window of {s.window} with room for a note "
-                                f"— use --chunk-tokens ≤ {max(0, s.window - s.note_tokens - 64)} or a larger --window")
+                                f"— {fix}")
         total = s.sinks + s.max_pinned + s.window
         if total > context_length:
             raise SettingsError(f"--window {s.window} is too large: sinks + pinned + window = {total} exceeds the "
@@ -250,19 +258,22 @@ class Reader:
         self.stream.repin(self._system(text), self._intro())
 
 
-def drive(readers: list[Reader], engine: Any, batch: int = 8) -> Iterator[ReadEvent]:
-    """Advance every reader in lockstep; decode their forks together once `batch` notes are waiting."""
+def drive(readers: list[Reader], engine: Any, batch: int = 8, until_one_done: bool = False) -> Iterator[ReadEvent]:
+    """Advance every reader in lockstep; decode their forks together once `batch` notes are waiting.
+    With `until_one_done`, return as soon as a reader has nothing left (its slot can be refilled)."""
     jobs: list[tuple[Reader, _Job]] = []
     while any(r.pending for r in readers) or jobs:
         for r in readers:
             if r.pending:
                 jobs += [(r, j) for j in r.advance()]
         notes = sum(j.kind == "note" for _, j in jobs)
-        if notes >= batch or not any(r.reading for r in readers):
+        if notes >= batch or not all(r.reading for r in readers):
             texts = engine.decode([j.fork for _, j in jobs])
             done, jobs = jobs, []
             for (r, j), text in zip(done, texts, strict=True):
                 yield from r.complete(j, text)
+            if until_one_done and not all(r.pending for r in readers):
+                return
 
 
 def finish(reader: Reader) -> Iterator[ReadEvent]:

@@ -42,6 +42,9 @@ def parse_note(raw: str) -> tuple[str, list[str]]:
     gist = re.sub(r"\s+", " ", raw).strip()
     gist = re.sub(r"^(note|gist|summary|in this passage)\s*[:,]\s*", "", gist, flags=re.I)
     gist = gist[:1].upper() + gist[1:]
+    whole = re.match(r"(.*[.!?][\"')]?)\s+\S[^.!?]*$", gist)  # drop a last sentence cut off by the token cap
+    if whole and len(whole[1]) >= 20:
+        gist = whole[1]
     seen = {t.lower() for t in tags}
     for name in _gist_names(gist):
         if name.lower() not in seen:

