@@ -111,7 +111,7 @@ class Document:
         self.settings = ReadSettings(window=window, sinks=sinks, chunk_tokens=chunk_tokens).resolved(ctx)
         self.settings_hash = settings_hash(identity or self.model, self.settings.to_dict())
         self.index_path = Path(index) if index else default_path(self.source.sha256, self.settings_hash)
-        self.read_batch = 8  # notes decoded together while reading (not part of the index identity)
+        self.read_batch = 16  # notes decoded together while reading (not part of the index identity)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -270,7 +270,7 @@ def open(path: str | Path, **kwargs: Any) -> Document:  # noqa: A001 - mirrors b
     return Document(path, **kwargs)
 
 
-def read_together(docs: Iterable[Document], width: int = 8, batch: int = 8
+def read_together(docs: Iterable[Document], width: int = 8, batch: int = 16
                   ) -> Iterator[tuple[Document, ReadResult | None, BaseException | None]]:
     """Read many documents in lockstep on one engine: up to `width` at a time, each with its own sink cache,
     their notes decoded in shared batches; a finished document's slot is refilled from `docs` (lazily).

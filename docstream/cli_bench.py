@@ -97,7 +97,7 @@ def bench_read(file: Annotated[Path, typer.Argument(help="Text to read (a Gutenb
                window: Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")] = 2048,
                chunk_tokens: Annotated[int, typer.Option("--chunk-tokens", help="Tokens per chunk (0 = window/4).")]
                = 0,
-               batch: Annotated[int, typer.Option(help="Notes decoded together (1 = one at a time).")] = 8,
+               batch: Annotated[int, typer.Option(help="Notes decoded together (1 = one at a time).")] = 16,
                threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
                model: Model = None, json_out: Json = False) -> None:
     """Wall time of `read` vs a bare chunked prefill of the same tokens; decode tokens; peak RSS."""

@@ -452,7 +452,8 @@ class RemoteStream:
         self.cache.make_room(room)
         return Request(self.system, self.intro + self.cache.text() + question, max_new_tokens, tuple(stop), prefill)
 
-    def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> Request:
+    def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), recent: int | None = None,
+             sentence: bool = False) -> Request:
         """An aside decoded later (`RemoteEngine.decode`): the window as it is now + `prompt`."""
         return self._request(prompt, max_new_tokens, stop, self.engine.count(prompt.partition(ASSISTANT)[0]))
 

@@ -61,3 +61,23 @@ def test_prompt_fork_equals_a_fresh_completion(lm64):
     ref = "".join(generate(lm64.model, lm64.tokenizer, cache, ids, max_new_tokens=8, stop=()))
     texts, _ = decode_forks(lm64.model, lm64.tokenizer, [prompt_fork(lm64.model, ids, 8)])
     assert texts == [ref]
+
+
+def test_a_fork_of_the_recent_window_keeps_positions(lm64):
+    """`recent=` drops the older window from a fork: shorter KV, same next position, same prompt logits
+    (the prompt was computed with the whole window), and it decodes."""
+    g = torch.Generator().manual_seed(1)
+    V = lm64.model.config.vocab_size
+    cache = SinkCache(lm64.model, sinks=4, window=128, max_pinned=8)
+    cache.feed(lm64.model, torch.randint(5, V - 5, (1, 4), generator=g), logits=None)
+    cache.set_pinned(lm64.model, torch.randint(5, V - 5, (6,), generator=g).tolist())
+    cache.feed(lm64.model, torch.randint(5, V - 5, (1, 100), generator=g), logits=None)
+    prompt = [11, 12, 13]
+    short = fork(lm64.model, cache, prompt, 6, recent=20)
+    full = fork(lm64.model, cache, prompt, 6)
+    assert short.length == 4 + 6 + 20 + 3 and full.length == 4 + 6 + 100 + 3 and short.position == full.position
+    assert torch.allclose(short.logits, full.logits)
+    for (ks, _), (kf, _) in zip(short.kv, full.kv):
+        assert torch.equal(ks[:, :, :10], kf[:, :, :10]) and torch.equal(ks[:, :, 10:], kf[:, :, -23:])
+    texts, n = decode_forks(lm64.model, lm64.tokenizer, [short, full])
+    assert n > 0 and all(texts)

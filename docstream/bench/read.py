@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 
-def run(path: str | Path, model: str | None = None, window: int = 2048, chunk_tokens: int = 0, batch: int = 8,
+def run(path: str | Path, model: str | None = None, window: int = 2048, chunk_tokens: int = 0, batch: int = 16,
         threads: int | None = None) -> dict[str, Any]:
     import torch
 
@@ -47,6 +47,7 @@ def run(path: str | Path, model: str | None = None, window: int = 2048, chunk_to
         del stream
 
         decoded0 = engine.decoded_tokens
+        engine.seconds.clear()
         doc.read_batch = batch
         t = time.perf_counter()
         res = doc.read()
@@ -62,6 +63,7 @@ def run(path: str | Path, model: str | None = None, window: int = 2048, chunk_to
         "minutes_per_100k_words": round(read_s / 60 * 100_000 / max(words, 1), 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "status": res.status,
+        "seconds_in": {k: round(v, 1) for k, v in sorted(engine.seconds.items(), key=lambda kv: -kv[1])},
     }
 
 
@@ -78,4 +80,5 @@ def print_report(r: dict[str, Any], as_json: bool = False) -> None:
     print(f"  decode tokens         {r['decode_tokens']:>8,}")
     print(f"  minutes / 100k words  {r['minutes_per_100k_words']:>8.1f}")
     print(f"  peak RSS              {r['peak_rss_mib']:>8,} MiB")
+    print("  where read's time goes: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["seconds_in"].items()))
     sys.stdout.flush()

@@ -7,13 +7,16 @@ Design choices:
   state is copied out as a fork (`Stream.fork`); the prompt is removed, so the cache holds document text only.
   Forks are decoded together every `batch` chunks (`Engine.decode`, one ragged batch): generation is the cost
   of reading, and a CPU decodes 8 rows for about the price of 2.
-- A note is one sentence, capped at `note_tokens` and stopped at the end of the line; YAKE keywords and
-  repeated capitalised names are added as tags (no download, deterministic).
-- Summaries are forks too, decoded in the batch after the notes they are made from: at each chapter end a
+- A note's fork keeps sinks + pinned + the last `note_context` window tokens (the chunk and the one before):
+  at batch 8 reading the KV costs more than the weights, so a shorter fork decodes faster.
+- A note is one sentence: decoding stops at the first sentence end (or the line end, or `note_tokens`);
+  YAKE keywords and repeated capitalised names are added as tags (no download, deterministic).
+- Summaries are forks too, decoded with a later batch of notes once `SUMMARY_BATCH` are waiting (they run longer
+  than notes, so their extra steps are shared): at each chapter end a
   chapter summary (from the chapter's notes), and every `summary_every` chunks inside a long chapter a
   "chapter so far" summary. The **rolling summary** pinned after the sinks is composed from these
   model-written pieces — "passage X of Y", the latest chapter summaries that fit, the current chapter so
-  far — stored as level `rolling` and re-pinned each time one of them arrives (so it lags by one batch).
+  far — stored as level `rolling` and re-pinned each time one of them arrives (so it lags a few batches).
 - Each note commits in its own transaction; resuming starts at the first chunk without a note, after
   refilling the window with the text just before it, so a resumed read ends with the same chunks and notes.
 - Many documents read in lockstep (`drive` with several `Reader`s): each has its own stream; their forks
@@ -34,7 +37,8 @@ from .tags import chunk_tags, parse_note
 
 NO_SUMMARY = "Nothing yet; this is the beginning."
 NOTE_STOP = ("<|im_end|>", "\n", "<|endoftext|>")
-CHAPTER_TOKENS = 80
+CHAPTER_TOKENS = 64
+SUMMARY_BATCH = 4  # summary forks wait until this many can share the decode steps after the notes end
 MIN_CHUNK_TOKENS = 16  # the chunker refuses smaller chunks too (checked here, before any index file exists)
 
 
@@ -49,11 +53,12 @@ class ReadSettings:
     note_tokens: int = 28
     summary_tokens: int = 96
     max_pinned: int = 320
-    reader_version: int = 2  # bumped when notes or summaries change: an old index is then not reused
+    note_context: int = 0  # window tokens a note is written from (0 = two chunks): the chunk and the one before
+    reader_version: int = 3  # bumped when notes or summaries change: an old index is then not reused
 
     def resolved(self, context_length: int) -> "ReadSettings":
         chunk = self.chunk_tokens or max(64, self.window // 4)
-        s = ReadSettings(**{**asdict(self), "chunk_tokens": chunk})
+        s = ReadSettings(**{**asdict(self), "chunk_tokens": chunk, "note_context": self.note_context or 2 * chunk})
         if s.sinks < 1:
             raise SettingsError(f"--sinks {s.sinks} is too few — use at least 1 attention sink (the default is 4)")
         if chunk < MIN_CHUNK_TOKENS:
@@ -127,7 +132,8 @@ class Reader:
         self.partial: tuple[int, str] | None = None
         self.due: list[tuple[str, int]] = []  # summaries to fork at the next advance
         self.last_noted = self.next - 1
-        self.note_prompt = prompts.get("note_prefill").render()
+        self.prompt = prompts.get("note").render() + engine.layout.assistant_open + prompts.get("note_prefill").render()
+        self.prompt_tokens = engine.count(self.prompt)
         self.stream = None
         if self.reading:
             rolling = index.latest_summary("rolling")
@@ -171,10 +177,10 @@ class Reader:
         self.due = []
         if self.reading:
             c = self.chunks[self.next]
-            self.fed += self.stream.feed(c.text)
-            note = prompts.get("note").render(position=f"{c.ordinal + 1} of {self.total}", chapter=_chapter_label(c))
-            prompt = note + self.engine.layout.assistant_open + self.note_prompt
-            jobs.append(_Job("note", self.stream.fork(prompt, self.settings.note_tokens, NOTE_STOP), chunk=c))
+            self.fed += self.stream.feed(c.text, reserve=self.prompt_tokens)
+            fork = self.stream.fork(self.prompt, self.settings.note_tokens, NOTE_STOP, recent=self.settings.note_context,
+                                    sentence=True)
+            jobs.append(_Job("note", fork, chunk=c))
             self.next += 1
         return jobs
 
@@ -258,21 +264,25 @@ class Reader:
         self.stream.repin(self._system(text), self._intro())
 
 
-def drive(readers: list[Reader], engine: Any, batch: int = 8, until_one_done: bool = False) -> Iterator[ReadEvent]:
+def drive(readers: list[Reader], engine: Any, batch: int = 16, until_one_done: bool = False) -> Iterator[ReadEvent]:
     """Advance every reader in lockstep; decode their forks together once `batch` notes are waiting.
     With `until_one_done`, return as soon as a reader has nothing left (its slot can be refilled)."""
-    jobs: list[tuple[Reader, _Job]] = []
-    while any(r.pending for r in readers) or jobs:
+    jobs: list[tuple[Reader, _Job]] = []  # notes
+    later: list[tuple[Reader, _Job]] = []  # summaries: longer outputs, decoded once a few are waiting
+    while any(r.pending for r in readers) or jobs or later:
         for r in readers:
             if r.pending:
-                jobs += [(r, j) for j in r.advance()]
-        notes = sum(j.kind == "note" for _, j in jobs)
-        if notes >= batch or not all(r.reading for r in readers):
+                for j in r.advance():
+                    (jobs if j.kind == "note" else later).append((r, j))
+        ending = not all(r.reading for r in readers)
+        if len(jobs) >= batch or ending:
+            if len(later) >= SUMMARY_BATCH or ending:
+                jobs, later = jobs + later, []
             texts = engine.decode([j.fork for _, j in jobs])
             done, jobs = jobs, []
             for (r, j), text in zip(done, texts, strict=True):
                 yield from r.complete(j, text)
-            if until_one_done and not all(r.pending for r in readers):
+            if until_one_done and not all(r.pending for r in readers) and not later:
                 return
 
 
@@ -288,7 +298,7 @@ def finish(reader: Reader) -> Iterator[ReadEvent]:
 
 
 def read_events(doc: Any, index: Any, engine: Any, settings: ReadSettings, chunks: list[Any],
-                chapters: list[Any], batch: int = 8) -> Iterator[ReadEvent]:
+                chapters: list[Any], batch: int = 16) -> Iterator[ReadEvent]:
     """Read the chunks without a note (all, or the rest after an interruption). Index rows are already there."""
     reader = Reader(doc, index, engine, settings, chunks, chapters)
     yield reader.event("start", reader.next)

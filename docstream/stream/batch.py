@@ -37,8 +37,10 @@ class Fork:
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (1, H_kv, L, D)
     logits: torch.Tensor  # (V,) after the prompt's last token
+    position: int  # position of the next token (> L - 1 when the older window was left out)
     max_new_tokens: int
     stop: tuple[str, ...] = ()
+    sentence: bool = False  # stop after the first complete sentence
 
     @property
     def length(self) -> int:
@@ -46,14 +48,28 @@ class Fork:
 
 
 def fork(model: Any, cache: SinkCache, prompt_ids: Sequence[int], max_new_tokens: int,
-         stop: Sequence[str] = ()) -> Fork:
-    """Feed `prompt_ids` into `cache`, copy the state out as a `Fork`, and remove the prompt again."""
+         stop: Sequence[str] = (), recent: int | None = None, sentence: bool = False) -> Fork:
+    """Feed `prompt_ids` into `cache`, copy the state out as a `Fork`, and remove the prompt again.
+
+    `recent`: keep only sinks + pinned + the last `recent` window tokens (+ the prompt) in the fork. The kept
+    keys keep their positions (a gap, as if the middle were masked out), and decoding is cheaper: at batch 8
+    reading the KV costs more than reading the weights."""
     model = _hf(model)
     assert cache.batch_size in (None, 1), "forks are taken from batch-1 streams"
+    n = len(prompt_ids)
     logits = cache.feed(model, torch.tensor([list(prompt_ids)]), logits="last")  # (1, V)
-    kv = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
-    cache.truncate(len(prompt_ids))
-    return Fork(kv=kv, logits=logits[0].float().cpu(), max_new_tokens=max_new_tokens, stop=tuple(stop))
+    L = cache.get_seq_length()
+    head = cache.book.n_sink + cache.book.n_pinned
+    tail = n + (recent if recent is not None else L)
+    if head + tail < L:
+        kv = [(torch.cat([k[:, :, :head], k[:, :, L - tail:]], dim=-2),  # (1, H_kv, head + tail, D)
+               torch.cat([v[:, :, :head], v[:, :, L - tail:]], dim=-2))
+              for k, v in ((layer.keys, layer.values) for layer in cache.layers)]
+    else:
+        kv = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+    cache.truncate(n)
+    return Fork(kv=kv, logits=logits[0].float().cpu(), position=L, max_new_tokens=max_new_tokens,
+                stop=tuple(stop), sentence=sentence)
 
 
 def prompt_fork(model: Any, prompt_ids: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()) -> Fork:
@@ -118,9 +134,9 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
     mask = torch.zeros(B, cap, dtype=torch.long, device=K.device)  # (B, Lmax + steps)
     for i, L in enumerate(lengths):
         mask[i, Lmax - L:Lmax] = 1
-    pos = torch.tensor(lengths, device=K.device)  # next position of every row
+    pos = torch.tensor([f.position for f in forks], device=K.device)  # next position of every row
     eos = _eos_ids(model, tokenizer)
-    detoks = [_Detok(tokenizer, f.stop) for f in forks]
+    detoks = [_Detok(tokenizer, f.stop, f.sentence) for f in forks]
     out = [""] * B
     live = list(range(B))  # fork index of every batch row
     logits = torch.stack([f.logits for f in forks])  # (B, V)

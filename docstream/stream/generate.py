@@ -15,6 +15,7 @@ Design choices:
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -82,11 +83,17 @@ def _holdback(text: str, stops: Sequence[str]) -> int:
     return best
 
 
-class _Detok:
-    """Incremental detokenizer with stop strings: push ids, get safe text deltas."""
+# The end of a sentence, once the next word has begun (so "Mr. Holmes" and "3.5" are not ends).
+SENTENCE_END = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)(?<!\b[A-Z])[.!?][\"'’”)\]]*(?=\s+\S)")
 
-    def __init__(self, tokenizer: Any, stops: Sequence[str]):
+
+class _Detok:
+    """Incremental detokenizer with stop strings: push ids, get safe text deltas. With `sentence=True` it
+    also stops after the first complete sentence (the punctuation is kept)."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], sentence: bool = False):
         self.tok, self.stops = tokenizer, [s for s in stops if s]
+        self.sentence = sentence
         self.ids: list[int] = []
         self.sent = 0  # characters already yielded
         self.stopped = False
@@ -95,6 +102,8 @@ class _Detok:
         self.ids.append(tid)
         text = self.tok.decode(self.ids, skip_special_tokens=True)
         cut = [i for i in (text.find(s, max(self.sent - len(s) + 1, 0)) for s in self.stops) if i >= 0]
+        if self.sentence and (m := SENTENCE_END.search(text)):
+            cut.append(m.end())
         if cut:
             self.stopped = True
             end = min(cut)
