@@ -440,7 +440,8 @@ class RemoteStream:
             raise ValueError(f"pinned prefix of {n} tokens exceeds max_pinned={self.max_pinned}")
         self.system, self.intro = system, user_intro
 
-    def feed(self, text: str) -> int:
+    def feed(self, text: str, reserve: int = 0) -> int:
+        """Feed document text (`reserve` is for local streams: a remote window makes room when a prompt comes)."""
         text = _fold(text)
         n = self.engine.count(text)
         self.cache.add(text, n)
