@@ -146,28 +146,31 @@ class Stream:
             x = torch.tensor([ids[s:s + step]], device=self.engine.lm.device)  # (1, T)
             self.cache.feed(self.model, x, logits=None)
 
-    def feed(self, text: str, reserve: int = 0) -> int:
-        """Feed document text. `reserve`: also make room for that many tokens to come (a note prompt), so one
-        eviction serves both."""
+    def feed(self, text: str) -> int:
+        """Feed document text; returns its token count."""
         ids = self.engine.encode(text)
         with self.engine.timed("prefill"):
-            if reserve and len(ids) + reserve <= self.cache.max_feed():
-                self.cache.make_room(len(ids) + reserve)
             self._feed_ids(ids)
         self.prefilled += len(ids)
         return len(ids)
 
     def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), recent: int | None = None,
-             sentence: bool = False) -> Any:
+             sentence: bool = False, text: str = "") -> Any:
         """An aside decoded later (`Engine.decode`): the cache state after `prompt` is copied out (with only the
         last `recent` window tokens, if given), the prompt removed again, and the stream goes on. `sentence`:
-        stop after one complete sentence."""
+        stop after one complete sentence. `text`: document text fed first, in the same forward pass."""
         from .stream.batch import fork
 
         ids = self.engine.encode(prompt)
-        with self.engine.timed("fork"):
-            self.cache.make_room(len(ids))
-            return fork(self.model, self.cache, ids, max_new_tokens, stop, recent=recent, sentence=sentence)
+        text_ids = self.engine.encode(text) if text else []
+        if len(text_ids) + len(ids) > self.cache.max_feed():
+            self.feed(text)
+            text_ids = []
+        with self.engine.timed("prefill" if text_ids else "fork"):
+            out = fork(self.model, self.cache, ids, max_new_tokens, stop, recent=recent, sentence=sentence,
+                       text_ids=text_ids)
+        self.prefilled += len(text_ids)
+        return out
 
     def aside(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> str:
         """Append `prompt`, generate, then drop prompt + output: the cache holds document text again."""

@@ -440,8 +440,7 @@ class RemoteStream:
             raise ValueError(f"pinned prefix of {n} tokens exceeds max_pinned={self.max_pinned}")
         self.system, self.intro = system, user_intro
 
-    def feed(self, text: str, reserve: int = 0) -> int:
-        """Feed document text (`reserve` is for local streams: a remote window makes room when a prompt comes)."""
+    def feed(self, text: str) -> int:
         text = _fold(text)
         n = self.engine.count(text)
         self.cache.add(text, n)
@@ -454,8 +453,10 @@ class RemoteStream:
         return Request(self.system, self.intro + self.cache.text() + question, max_new_tokens, tuple(stop), prefill)
 
     def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), recent: int | None = None,
-             sentence: bool = False) -> Request:
-        """An aside decoded later (`RemoteEngine.decode`): the window as it is now + `prompt`."""
+             sentence: bool = False, text: str = "") -> Request:
+        """An aside decoded later (`RemoteEngine.decode`): the window as it is now (after `text`) + `prompt`."""
+        if text:
+            self.feed(text)
         return self._request(prompt, max_new_tokens, stop, self.engine.count(prompt.partition(ASSISTANT)[0]))
 
     def aside(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> str:

@@ -15,6 +15,7 @@ Design choices:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -103,11 +104,23 @@ def chapter_fork(engine: Any, title: str, chapter: str, notes: list[str], max_ne
 
 
 def book_summary(engine: Any, title: str, chapter_summaries: list[str], words: int, window: int,
-                 source: str) -> str:
+                 source: str, people: list[str] = ()) -> str:
+    """Merge `chapter_summaries` hierarchically; `people` (from the tag index) are named in every merge prompt."""
+    named = f"The people named most often in it: {', '.join(people)}.\n" if people else ""
+
     def render(items: list[str]) -> str:
-        return prompts.get("merge_summary").render(title=title, words=words,
+        return prompts.get("merge_summary").render(title=title, words=words, people=named,
                                                    summaries="\n".join(f"- {s}" for s in items))
     return reduce(engine, chapter_summaries, render, _tokens_for_words(words), window, source)
+
+
+def main_people(index: Any, source: str, n: int = 8) -> list[str]:
+    """The names tagged in the most passages, spelled as the text most often spells them (tags are lowercase)."""
+    out = []
+    for name in index.top_names(n):
+        forms = Counter(m for m in re.findall(rf"\b{re.escape(name)}\b", source, re.I) if m[:1].isupper())
+        out.append(forms.most_common(1)[0][0] if forms else name.title())
+    return out
 
 
 def book_inputs(index: Any) -> list[str]:
@@ -136,6 +149,7 @@ def build_hierarchy(index: Any, engine: Any, doc: Any, titles: dict[int, str], s
         made = True
         yield ("chapter", title, text)
     if made or not index.summaries("book"):
-        text = book_summary(engine, doc.title, book_inputs(index), LENGTHS["medium"], window, doc.text)
+        text = book_summary(engine, doc.title, book_inputs(index), LENGTHS["medium"], window, doc.text,
+                            main_people(index, doc.text))
         index.add_summary("book", text, 0, max(n.chunk for n in notes))
         yield ("book", "", text)

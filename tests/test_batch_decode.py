@@ -81,3 +81,29 @@ def test_a_fork_of_the_recent_window_keeps_positions(lm64):
         assert torch.equal(ks[:, :, :10], kf[:, :, :10]) and torch.equal(ks[:, :, 10:], kf[:, :, -23:])
     texts, n = decode_forks(lm64.model, lm64.tokenizer, [short, full])
     assert n > 0 and all(texts)
+
+
+def test_text_fed_with_the_prompt_equals_feeding_it_first(lm64):
+    """`text_ids=`: a chunk and its note prompt in one forward pass give the fork and the stream that feeding
+    the chunk first would have given, after one eviction for both (the chunk stays, the prompt leaves)."""
+    g = torch.Generator().manual_seed(2)
+    V = lm64.model.config.vocab_size
+
+    def start():
+        c = SinkCache(lm64.model, sinks=4, window=64, max_pinned=8)
+        c.feed(lm64.model, torch.randint(5, V - 5, (1, 4), generator=torch.Generator().manual_seed(9)), logits=None)
+        c.feed(lm64.model, torch.arange(20, 70).unsqueeze(0), logits=None)  # fills most of the window
+        return c
+
+    text, prompt = torch.randint(5, V - 5, (30,), generator=g).tolist(), [11, 12, 13]
+    a, b = start(), start()
+    a.make_room(len(text) + len(prompt))
+    a.feed(lm64.model, torch.tensor([text]), logits=None)
+    fa = fork(lm64.model, a, prompt, 6)
+    fb = fork(lm64.model, b, prompt, 6, text_ids=text)
+    assert a.spans() == b.spans() and a.stream_position == b.stream_position
+    assert fa.length == fb.length and fa.position == fb.position
+    assert torch.allclose(fa.logits, fb.logits, atol=1e-9)
+    for (ka, va), (kb, vb) in zip(fa.kv, fb.kv):
+        assert torch.allclose(ka, kb, atol=1e-9) and torch.allclose(va, vb, atol=1e-9)
+    assert decode_forks(lm64.model, lm64.tokenizer, [fa])[0] == decode_forks(lm64.model, lm64.tokenizer, [fb])[0]

@@ -251,6 +251,15 @@ def test_shared_tags_are_one_row(ix):
     assert ix.counts()["tags"] == 2  # still used by chunk 4
 
 
+def test_top_names_count_passages_not_mentions(ix):
+    ix.add_note(0, "a", {"name": ["Victor", "Elizabeth"], "keyword": ["geneva"]})
+    ix.add_note(1, "b", {"name": ["Victor"], "model": ["Elizabeth"]})
+    ix.add_note(2, "c", {"name": ["Clerval", "Victor"]})
+    assert ix.top_names(2) == ["victor", "clerval"]  # a model tag does not count; ties by name
+    from docstream.summarize import main_people
+    assert main_people(ix, "Victor met Clerval. victor said: CLERVAL!") == ["Victor", "Clerval", "Elizabeth"]
+
+
 def test_add_note_unknown_chunk_or_source(ix):
     with pytest.raises(ValueError, match="add_chunks"):
         ix.add_note(99, "nothing", [])

@@ -586,6 +586,12 @@ class Index:
             "SELECT t.name, ct.source FROM chunk_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.chunk = ? "
             "ORDER BY ct.rowid", [chunk])]
 
+    def top_names(self, n: int) -> list[str]:
+        """The `n` name tags found in the most passages (most first)."""
+        return [r["name"] for r in self.db.query(
+            "SELECT t.name, count(DISTINCT ct.chunk) AS k FROM chunk_tags ct JOIN tags t ON t.id = ct.tag_id "
+            "WHERE ct.source = 'name' GROUP BY t.id ORDER BY k DESC, t.name LIMIT ?", [n])]
+
     def first_unnoted_chunk(self) -> int | None:
         """The lowest chunk ordinal without a note (the resume point); None when every stored chunk has one."""
         row = self.db.conn.execute("SELECT min(ordinal) FROM chunks WHERE ordinal NOT IN "

@@ -54,7 +54,7 @@ class ReadSettings:
     summary_tokens: int = 96
     max_pinned: int = 320
     note_context: int = 0  # window tokens a note is written from (0 = two chunks): the chunk and the one before
-    reader_version: int = 3  # bumped when notes or summaries change: an old index is then not reused
+    reader_version: int = 4  # bumped when notes or summaries change: an old index is then not reused
 
     def resolved(self, context_length: int) -> "ReadSettings":
         chunk = self.chunk_tokens or max(64, self.window // 4)
@@ -133,7 +133,6 @@ class Reader:
         self.due: list[tuple[str, int]] = []  # summaries to fork at the next advance
         self.last_noted = self.next - 1
         self.prompt = prompts.get("note").render() + engine.layout.assistant_open + prompts.get("note_prefill").render()
-        self.prompt_tokens = engine.count(self.prompt)
         self.stream = None
         if self.reading:
             rolling = index.latest_summary("rolling")
@@ -177,9 +176,10 @@ class Reader:
         self.due = []
         if self.reading:
             c = self.chunks[self.next]
-            self.fed += self.stream.feed(c.text, reserve=self.prompt_tokens)
+            before = self.stream.prefilled
             fork = self.stream.fork(self.prompt, self.settings.note_tokens, NOTE_STOP, recent=self.settings.note_context,
-                                    sentence=True)
+                                    sentence=True, text=c.text)  # the chunk and its note prompt in one pass
+            self.fed += self.stream.prefilled - before
             jobs.append(_Job("note", fork, chunk=c))
             self.next += 1
         return jobs

@@ -48,8 +48,12 @@ class Fork:
 
 
 def fork(model: Any, cache: SinkCache, prompt_ids: Sequence[int], max_new_tokens: int,
-         stop: Sequence[str] = (), recent: int | None = None, sentence: bool = False) -> Fork:
+         stop: Sequence[str] = (), recent: int | None = None, sentence: bool = False,
+         text_ids: Sequence[int] = ()) -> Fork:
     """Feed `prompt_ids` into `cache`, copy the state out as a `Fork`, and remove the prompt again.
+
+    `text_ids`: document tokens to feed first, in the same forward pass (they stay in the cache): one pass
+    over the weights instead of two for a chunk and its note prompt.
 
     `recent`: keep only sinks + pinned + the last `recent` window tokens (+ the prompt) in the fork. The kept
     keys keep their positions (a gap, as if the middle were masked out), and decoding is cheaper: at batch 8
@@ -57,7 +61,7 @@ def fork(model: Any, cache: SinkCache, prompt_ids: Sequence[int], max_new_tokens
     model = _hf(model)
     assert cache.batch_size in (None, 1), "forks are taken from batch-1 streams"
     n = len(prompt_ids)
-    logits = cache.feed(model, torch.tensor([list(prompt_ids)]), logits="last")  # (1, V)
+    logits = cache.feed(model, torch.tensor([list(text_ids) + list(prompt_ids)]), logits="last")  # (1, V)
     L = cache.get_seq_length()
     head = cache.book.n_sink + cache.book.n_pinned
     tail = n + (recent if recent is not None else L)
