@@ -7,8 +7,9 @@ Design choices:
   state is copied out as a fork (`Stream.fork`); the prompt is removed, so the cache holds document text only.
   Forks are decoded together every `batch` chunks (`Engine.decode`, one ragged batch): generation is the cost
   of reading, and a CPU decodes 8 rows for about the price of 2.
-- A note's fork keeps sinks + pinned + the last `note_context` window tokens (the chunk and the one before):
-  at batch 8 reading the KV costs more than the weights, so a shorter fork decodes faster.
+- A note's fork keeps sinks + pinned + the last `note_context` window tokens (default: the chunk itself): at
+  batch 16 reading the KV (~46 KB per token for SmolLM2-135M in fp32) costs more than reading the weights, so
+  a shorter fork decodes faster (the prompt itself was computed with the whole window).
 - A note is one sentence: decoding stops at the first sentence end (or the line end, or `note_tokens`);
   YAKE keywords and repeated capitalised names are added as tags (no download, deterministic).
 - Summaries are forks too, decoded with a later batch of notes once `SUMMARY_BATCH` are waiting (they run longer
@@ -53,12 +54,12 @@ class ReadSettings:
     note_tokens: int = 28
     summary_tokens: int = 96
     max_pinned: int = 320
-    note_context: int = 0  # window tokens a note is written from (0 = two chunks): the chunk and the one before
+    note_context: int = 0  # window tokens a note is decoded from (0 = one chunk: the chunk just read)
     reader_version: int = 4  # bumped when notes or summaries change: an old index is then not reused
 
     def resolved(self, context_length: int) -> "ReadSettings":
         chunk = self.chunk_tokens or max(64, self.window // 4)
-        s = ReadSettings(**{**asdict(self), "chunk_tokens": chunk, "note_context": self.note_context or 2 * chunk})
+        s = ReadSettings(**{**asdict(self), "chunk_tokens": chunk, "note_context": self.note_context or chunk})
         if s.sinks < 1:
             raise SettingsError(f"--sinks {s.sinks} is too few — use at least 1 attention sink (the default is 4)")
         if chunk < MIN_CHUNK_TOKENS:
