@@ -103,15 +103,31 @@ def chapter_fork(engine: Any, title: str, chapter: str, notes: list[str], max_ne
     return engine.prompt_fork(_system(), prompt, max_new_tokens, stop=STOP, prefill=CHAPTER_PREFILL)
 
 
-def book_summary(engine: Any, title: str, chapter_summaries: list[str], words: int, window: int,
-                 source: str, people: list[str] = ()) -> str:
-    """Merge `chapter_summaries` hierarchically; `people` (from the tag index) are named in every merge prompt."""
+def _book_render(title: str, words: int, people: list[str]) -> Callable[[list[str]], str]:
     named = f"The people named most often in it: {', '.join(people)}.\n" if people else ""
 
     def render(items: list[str]) -> str:
         return prompts.get("merge_summary").render(title=title, words=words, people=named,
                                                    summaries="\n".join(f"- {s}" for s in items))
-    return reduce(engine, chapter_summaries, render, _tokens_for_words(words), window, source)
+    return render
+
+
+def book_summary(engine: Any, title: str, chapter_summaries: list[str], words: int, window: int,
+                 source: str, people: list[str] = ()) -> str:
+    """Merge `chapter_summaries` hierarchically; `people` (from the tag index) are named in every merge prompt."""
+    return reduce(engine, chapter_summaries, _book_render(title, words, people), _tokens_for_words(words), window,
+                  source)
+
+
+def book_fork(engine: Any, title: str, inputs: list[str], window: int, source: str, people: list[str] = ()
+              ) -> Any:
+    """The medium book summary as one fork (decoded later, batched), or None when `inputs` need more than one
+    merge (then `book_summary`). The caller grounds the decoded text like `reduce` does."""
+    max_new = _tokens_for_words(LENGTHS["medium"])
+    prompt = _book_render(title, LENGTHS["medium"], people)(inputs)
+    if engine.count(prompt) > window - max_new:
+        return None
+    return engine.prompt_fork(_system(), prompt, max_new, stop=STOP)
 
 
 def main_people(index: Any, source: str, n: int = 8) -> list[str]:

@@ -6,7 +6,8 @@ Design choices:
   the very same texts into fresh indexes.
 - Run 1 reads them one after another with notes decoded one at a time (`batch=1`); run N reads `width` of
   them in lockstep (`api.read_together`: one sink cache each, notes of all decoded in shared batches).
-- Printed: documents/hour, decode tokens/s (notes + summaries), and the ratio N vs 1 of each, from one run.
+- Printed: documents/hour, decode tokens/s (notes + summaries, over the time spent decoding), and the ratio
+  N vs 1 of each, from one run.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _texts(paths: list[Path], docs: int, tokens: int, engine: Any) -> list[str]:
 def _run(engine: Any, files: list[Path], home: Path, width: int, batch: int, window: int) -> dict[str, Any]:
     from ..api import Document, read_together
 
-    decoded0 = engine.decoded_tokens
+    decoded0, seconds0 = engine.decoded_tokens, dict(engine.seconds)
     docs = [Document(f, engine=engine, window=window, index=home / f"{f.stem}-w{width}-b{batch}.db") for f in files]
     for d in docs:
         d.read_batch = batch
@@ -51,9 +52,10 @@ def _run(engine: Any, files: list[Path], home: Path, width: int, batch: int, win
         chunks += res.chunks
     s = time.perf_counter() - t
     decoded = engine.decoded_tokens - decoded0
+    spent = {k: round(v - seconds0.get(k, 0.0), 1) for k, v in engine.seconds.items()}
     return {"width": width, "batch": batch, "seconds": round(s, 1), "chunks": chunks,
             "docs_per_hour": round(len(files) * 3600 / s, 1), "decode_tokens": decoded,
-            "decode_tok_s": round(decoded / s, 1)}
+            "decode_tok_s": round(decoded / max(spent.get("decode", 0.0), 1e-9), 1), "seconds_in": spent}
 
 
 def run(paths: list[Path], docs: int = 8, tokens: int = 2048, width: int = 8, model: str | None = None,

@@ -102,7 +102,7 @@ class ReadEvent:
 
 @dataclass
 class _Job:
-    kind: str  # note | chapter | partial
+    kind: str  # note | chapter | partial | book
     fork: Any
     chunk: Any = None  # the chunk row, for notes
     chapter: int = -1  # for summaries
@@ -132,6 +132,8 @@ class Reader:
         self.chapter_text = {s.chapter: s.text for s in index.summaries("chapter")}
         self.partial: tuple[int, str] | None = None
         self.due: list[tuple[str, int]] = []  # summaries to fork at the next advance
+        self.in_flight = 0  # jobs handed out by `advance` and not yet `complete`d
+        self.book_wanted = not index.summaries("book")  # the book summary is forked once all else is done
         self.last_noted = self.next - 1
         self.prompt = prompts.get("note").render() + engine.layout.assistant_open + prompts.get("note_prefill").render()
         self.stream = None
@@ -148,7 +150,7 @@ class Reader:
 
     @property
     def pending(self) -> bool:
-        return self.reading or bool(self.due)
+        return self.reading or bool(self.due) or self.book_wanted
 
     def event(self, kind: str, chunk: int, chapter: str = "", text: str = "") -> ReadEvent:
         return ReadEvent(kind, chunk=chunk, total=self.total, chapter=chapter, tokens=self.fed,
@@ -183,7 +185,25 @@ class Reader:
             self.fed += self.stream.prefilled - before
             jobs.append(_Job("note", fork, chunk=c))
             self.next += 1
+        elif self.book_wanted and not self.due and not self.in_flight and not jobs:
+            self.book_wanted = False
+            if (job := self._book_job()) is not None:
+                jobs.append(job)
+        self.in_flight += len(jobs)
         return jobs
+
+    def _book_job(self) -> _Job | None:
+        """The book summary as a fork, so that documents read together decode theirs together; None leaves it
+        to `finish` (chapter summaries missing after a resume, or inputs that need a hierarchical merge)."""
+        from .. import summarize
+
+        if not self.notes or set(self.notes) - set(self.chapter_text):
+            return None
+        self.book_inputs = summarize.book_inputs(self.index)
+        fork = summarize.book_fork(self.engine, self.doc.title, self.book_inputs,
+                                   self.settings.window + self.settings.max_pinned, self.doc.text,
+                                   summarize.main_people(self.index, self.doc.text))
+        return None if fork is None else _Job("book", fork, chunks=(0, self.total - 1))
 
     def _summary_job(self, kind: str, chapter: int) -> _Job | None:
         from .. import summarize
@@ -210,6 +230,11 @@ class Reader:
         """Store a decoded fork; returns the events it makes."""
         from .. import summarize
 
+        self.in_flight -= 1
+        if job.kind == "book":
+            book = summarize.grounded(text, self.doc.text, fallback=self.book_inputs)
+            self.index.add_summary("book", book, *job.chunks)
+            return [self.event("book", self.total, "", book)]
         if job.kind == "note":
             c = job.chunk
             gist, model_tags = parse_note(text)
