@@ -95,12 +95,14 @@ class Engine:
         with self.timed("prompt_fork"):
             return prompt_fork(self.lm.model, ids, max_new_tokens, stop)
 
-    def decode(self, forks: list[Any]) -> list[str]:
-        """Decode forks in one ragged batch; returns their texts (stripped), in order."""
+    def decode(self, forks: list[Any], width: int | None = None) -> list[str]:
+        """Decode forks in one ragged batch of at most `width` rows (finished rows are refilled from the rest);
+        returns their texts (stripped), in order."""
         from .stream.batch import decode_forks
 
         with self.timed("decode"):
-            texts, n = decode_forks(self.lm.model, self.tokenizer, forks, no_repeat_ngram=NO_REPEAT_NGRAM)
+            texts, n = decode_forks(self.lm.model, self.tokenizer, forks, no_repeat_ngram=NO_REPEAT_NGRAM,
+                                    width=width)
         self.decoded_tokens += n
         return [t.strip() for t in texts]
 

@@ -362,8 +362,9 @@ class RemoteEngine:
                     prefill: str = "") -> Request:
         return Request(system, user, max_new_tokens, tuple(stop), prefill)
 
-    def decode(self, forks: list[Request]) -> list[str]:
-        """Send the captured requests, `concurrency` at a time; their texts (stripped), in order."""
+    def decode(self, forks: list[Request], width: int | None = None) -> list[str]:
+        """Send the captured requests, `concurrency` at a time (the server batches; `width` is for local
+        engines); their texts (stripped), in order."""
         if not forks:
             return []
         if len(forks) == 1 or self.concurrency == 1:

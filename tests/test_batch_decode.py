@@ -55,6 +55,15 @@ def test_rows_leave_the_batch_at_their_own_limits(lm64):
     assert one == refs[:1]
 
 
+def test_finished_rows_are_refilled_from_waiting_forks(lm64):
+    """`width`: fewer rows than forks; each finished row takes the next fork (continuous batching), and
+    every text equals the one-at-a-time reference."""
+    forks, refs = _forks_and_refs(lm64, n=5)
+    for width in (1, 2, 3):
+        texts, n = decode_forks(lm64.model, lm64.tokenizer, forks, no_repeat_ngram=3, width=width)
+        assert texts == refs, width
+
+
 def test_prompt_fork_equals_a_fresh_completion(lm64):
     ids = list(range(100, 140))
     cache = SinkCache(lm64.model, sinks=0, window=64, max_pinned=0)

@@ -3,10 +3,10 @@
 Design choices:
 - Cache layout while reading: [sinks | pinned: reading instruction + rolling summary | recent document text].
   The sinks are the first tokens of the chat prefix, so re-pinning a new summary keeps them unchanged.
-- After each chunk the note prompt is fed *in the stream* (the recent window is still in the cache) and the
-  state is copied out as a fork (`Stream.fork`); the prompt is removed, so the cache holds document text only.
-  Forks are decoded together every `batch` chunks (`Engine.decode`, one ragged batch): generation is the cost
-  of reading, and a CPU decodes 8 rows for about the price of 2.
+- Each chunk is fed *in the stream* together with the note prompt, in one forward pass, and the state is
+  copied out as a fork (`Stream.fork`); the prompt is removed, so the cache holds document text only. Once
+  `POOL * batch` forks wait they are decoded in rows of `batch` (`Engine.decode`), a finished row taking the
+  next fork: generation is the cost of reading, and a CPU decodes 8 rows for about the price of 2.
 - A note's fork keeps sinks + pinned + the last `note_context` window tokens (default: the chunk itself): at
   batch 16 reading the KV (~46 KB per token for SmolLM2-135M in fp32) costs more than reading the weights, so
   a shorter fork decodes faster (the prompt itself was computed with the whole window).
@@ -22,8 +22,9 @@ Design choices:
   refilling the window with the text just before it, so a resumed read ends with the same chunks and notes.
 - Many documents read in lockstep (`drive` with several `Reader`s): each has its own stream; their forks
   share the batched decode.
-- The book summary is merged hierarchically from the chapter summaries at the end (`summarize`), which
-  also makes any chapter summary still missing (after a resume).
+- The book summary is a fork too, once every chapter summary is in (documents read together share its
+  decode); when its inputs need more than one merge, or chapter summaries are missing after a resume,
+  `finish` merges hierarchically (`summarize`) instead.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ NO_SUMMARY = "Nothing yet; this is the beginning."
 NOTE_STOP = ("<|im_end|>", "\n", "<|endoftext|>")
 CHAPTER_TOKENS = 64
 SUMMARY_BATCH = 4  # summary forks wait until this many can share the decode steps after the notes end
+POOL = 2  # forks waiting per decode row: a row whose note ended takes the next fork (continuous batching)
 MIN_CHUNK_TOKENS = 16  # the chunker refuses smaller chunks too (checked here, before any index file exists)
 
 
@@ -291,8 +293,9 @@ class Reader:
 
 
 def drive(readers: list[Reader], engine: Any, batch: int = 16, until_one_done: bool = False) -> Iterator[ReadEvent]:
-    """Advance every reader in lockstep; decode their forks together once `batch` notes are waiting.
-    With `until_one_done`, return as soon as a reader has nothing left (its slot can be refilled)."""
+    """Advance every reader in lockstep; once `POOL * batch` notes are waiting, decode them (and the summaries
+    waiting) in rows of `batch`, finished rows refilled from the pool. With `until_one_done`, return as soon as
+    a reader has nothing left (its slot can be refilled)."""
     jobs: list[tuple[Reader, _Job]] = []  # notes
     later: list[tuple[Reader, _Job]] = []  # summaries: longer outputs, decoded once a few are waiting
     while any(r.pending for r in readers) or jobs or later:
@@ -301,12 +304,12 @@ def drive(readers: list[Reader], engine: Any, batch: int = 16, until_one_done: b
                 for j in r.advance():
                     (jobs if j.kind == "note" else later).append((r, j))
         ending = not all(r.reading for r in readers)
-        if len(jobs) >= batch or ending:
+        if len(jobs) >= POOL * batch or ending:
             if len(later) >= SUMMARY_BATCH or ending:
-                jobs, later = jobs + later, []
-            texts = engine.decode([j.fork for _, j in jobs])
+                jobs, later = later + jobs, []  # the long ones first: short notes fill the rows around them
+            texts = engine.decode([j.fork for _, j in jobs], width=batch)
             done, jobs = jobs, []
-            for (r, j), text in zip(done, texts, strict=True):
+            for (r, j), text in sorted(zip(done, texts, strict=True), key=lambda d: d[0][1].kind != "note"):
                 yield from r.complete(j, text)
             if until_one_done and not all(r.pending for r in readers) and not later:
                 return

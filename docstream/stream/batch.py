@@ -109,68 +109,96 @@ class _BufferLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.n
 
+    def grow(self, extra: int) -> None:
+        pad = self.buf_k.new_zeros(*self.buf_k.shape[:2], extra, self.buf_k.shape[-1])
+        self.buf_k = torch.cat([self.buf_k, pad], dim=2)
+        self.buf_v = torch.cat([self.buf_v, self.buf_v.new_zeros(*self.buf_v.shape[:2], extra, self.buf_v.shape[-1])],
+                               dim=2)
+        self._views()
+
     def select(self, rows: torch.Tensor) -> None:
         self.buf_k, self.buf_v = self.buf_k[rows], self.buf_v[rows]
         self._views()
 
 
-def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram: int = 0) -> tuple[list[str], int]:
-    """Greedy-decode every fork in one ragged batch. Returns (texts, tokens generated)."""
+def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram: int = 0,
+                 width: int | None = None) -> tuple[list[str], int]:
+    """Greedy-decode every fork in one ragged batch of at most `width` rows (default: all). When a row
+    finishes and forks are waiting, the next one takes its slot (continuous batching): its KV is written
+    right-aligned at the current column with its own mask and positions. Returns (texts, tokens generated)."""
     model = _hf(model)
     if not forks:
         return [], 0
-    B = len(forks)
-    lengths = [f.length for f in forks]
-    Lmax, steps = max(lengths), max(f.max_new_tokens for f in forks)
-    cap = Lmax + steps
-    layers = []
-    for li in range(len(forks[0].kv)):
-        k0, v0 = forks[0].kv[li]
-        _, H, _, D = k0.shape
-        K = k0.new_zeros(B, H, cap, D)  # (B, H_kv, Lmax + steps, D), left-padded
-        V = v0.new_zeros(B, H, cap, v0.shape[-1])
-        for i, f in enumerate(forks):
-            K[i, :, Lmax - lengths[i]:Lmax] = f.kv[li][0][0]
-            V[i, :, Lmax - lengths[i]:Lmax] = f.kv[li][1][0]
-        layers.append(_BufferLayer(K, V, Lmax))
+    B = min(width or len(forks), len(forks))
+    waiting = list(range(B, len(forks)))  # fork indices still to admit, in order
+    Lmax = max(f.length for f in forks)  # the first column every fork fits before (later ones too)
+    cap = Lmax + max(f.max_new_tokens for f in forks) + 1
+    k0, v0 = forks[0].kv[0][0], forks[0].kv[0][1]
+    layers = [_BufferLayer(k0.new_zeros(B, k0.shape[1], cap, k0.shape[-1]),  # (B, H_kv, cap, D), left-padded
+                           v0.new_zeros(B, v0.shape[1], cap, v0.shape[-1]), Lmax) for _ in forks[0].kv]
     cache = DynamicCache(config=model.config)
     cache.layers = layers
-    mask = torch.zeros(B, cap, dtype=torch.long, device=K.device)  # (B, Lmax + steps)
-    for i, L in enumerate(lengths):
-        mask[i, Lmax - L:Lmax] = 1
-    pos = torch.tensor([f.position for f in forks], device=K.device)  # next position of every row
+    mask = torch.zeros(B, cap, dtype=torch.long, device=k0.device)  # (B, cap): 1 where a row has a token
+    pos = torch.zeros(B, dtype=torch.long, device=k0.device)  # next position of every row
     eos = _eos_ids(model, tokenizer)
     detoks = [_Detok(tokenizer, f.stop, f.sentence) for f in forks]
-    out = [""] * B
-    live = list(range(B))  # fork index of every batch row
-    logits = torch.stack([f.logits for f in forks])  # (B, V)
+    out = [""] * len(forks)
     generated = 0
-    for step in range(steps):
-        nxt = torch.stack([block_repeats(logits[r], detoks[i].ids, no_repeat_ngram).argmax(-1)
-                           for r, i in enumerate(live)])  # (B_live,)
-        keep = []
-        for r, i in enumerate(live):
-            tid = int(nxt[r])
-            if tid in eos or len(detoks[i].ids) >= forks[i].max_new_tokens:
-                continue
-            out[i] += detoks[i].push(tid)
-            generated += 1
-            if not detoks[i].stopped and len(detoks[i].ids) < forks[i].max_new_tokens:
-                keep.append(r)
+
+    def take(i: int, logits: torch.Tensor) -> int | None:
+        """Pick fork i's next token; returns it when the row goes on (it must be fed), else None."""
+        nonlocal generated
+        tid = int(block_repeats(logits, detoks[i].ids, no_repeat_ngram).argmax(-1))
+        if tid in eos or len(detoks[i].ids) >= forks[i].max_new_tokens:
+            return None
+        out[i] += detoks[i].push(tid)
+        generated += 1
+        done = detoks[i].stopped or len(detoks[i].ids) >= forks[i].max_new_tokens
+        return None if done else tid
+
+    def place(r: int, i: int) -> None:
+        n, f = layers[0].n, forks[i]
+        for layer, (k, v) in zip(layers, f.kv, strict=True):
+            layer.buf_k[r, :, n - f.length:n] = k[0]
+            layer.buf_v[r, :, n - f.length:n] = v[0]
+        mask[r] = 0
+        mask[r, n - f.length:n] = 1
+        pos[r] = f.position
+
+    live: list[int] = []  # fork index of every batch row
+    feed: list[int | None] = []  # token each row feeds next (None: the row is done)
+    for r in range(B):
+        place(r, r)
+        live.append(r)
+        feed.append(take(r, forks[r].logits))
+    while True:
+        for r in range(len(live)):  # refill finished rows from the waiting forks
+            while feed[r] is None and waiting:
+                i = waiting.pop(0)
+                if (t := take(i, forks[i].logits)) is not None:
+                    place(r, i)
+                    live[r], feed[r] = i, t
+        keep = [r for r in range(len(live)) if feed[r] is not None]
         if not keep:
             break
         if len(keep) < len(live):  # finished rows leave the batch
-            rows = torch.tensor(keep, device=K.device)
+            rows = torch.tensor(keep, device=k0.device)
             for layer in layers:
                 layer.select(rows)
-            mask, pos, nxt = mask[rows], pos[rows], nxt[rows]
-            live = [live[r] for r in keep]
+            mask, pos = mask[rows], pos[rows]
+            live, feed = [live[r] for r in keep], [feed[r] for r in keep]
         n = layers[0].n
+        if n + 1 > mask.shape[1]:  # refills ran past the first estimate: grow every buffer
+            for layer in layers:
+                layer.grow(64)
+            mask = torch.cat([mask, mask.new_zeros(mask.shape[0], 64)], dim=1)
         mask[:, n] = 1
-        logits = model(input_ids=nxt.unsqueeze(1).to(K.device), position_ids=pos.unsqueeze(1),
+        nxt = torch.tensor(feed, device=k0.device)  # (B_live,)
+        logits = model(input_ids=nxt.unsqueeze(1), position_ids=pos.unsqueeze(1),
                        attention_mask=mask[:, :n + 1], past_key_values=cache, use_cache=True,
                        logits_to_keep=1).logits[:, -1].float().cpu()  # (B_live, V)
         pos = pos + 1
+        feed = [take(i, logits[r]) for r, i in enumerate(live)]
     for i, d in enumerate(detoks):
         if not d.stopped:
             out[i] += d.flush()
