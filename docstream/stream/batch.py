@@ -12,8 +12,9 @@ Design choices:
   tokens get its own `position_ids` (L_i, L_i + 1, ...), so relative positions are exact.
 - The buffer is preallocated (`_BufferLayer`): a decode step writes one slot instead of re-concatenating the
   whole cache, which on a CPU costs more than the step itself at these lengths.
-- A row that finishes (EOS, stop string, its own max tokens) leaves the batch at once (`batch_select`), so
-  long rows do not drag finished ones along.
+- A row that finishes (EOS, stop string, its own max tokens) takes the next waiting fork when there is one
+  (continuous batching: the fork's KV is written right-aligned at the current column, with its own mask and
+  positions), else leaves the batch at once (`select`), so long rows do not drag finished ones along.
 - Greedy decoding with the same n-gram repeat block as `generate()`, so a batched note equals the note an
   aside would have written (up to float rounding in the padded attention).
 """
@@ -110,10 +111,9 @@ class _BufferLayer(DynamicLayer):
         return self.n
 
     def grow(self, extra: int) -> None:
-        pad = self.buf_k.new_zeros(*self.buf_k.shape[:2], extra, self.buf_k.shape[-1])
-        self.buf_k = torch.cat([self.buf_k, pad], dim=2)
-        self.buf_v = torch.cat([self.buf_v, self.buf_v.new_zeros(*self.buf_v.shape[:2], extra, self.buf_v.shape[-1])],
-                               dim=2)
+        """`extra` more empty columns at the end (refilled rows ran past the first estimate)."""
+        self.buf_k, self.buf_v = (torch.cat([b, b.new_zeros(*b.shape[:2], extra, b.shape[-1])], dim=2)
+                                  for b in (self.buf_k, self.buf_v))
         self._views()
 
     def select(self, rows: torch.Tensor) -> None:
@@ -188,7 +188,7 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
             mask, pos = mask[rows], pos[rows]
             live, feed = [live[r] for r in keep], [feed[r] for r in keep]
         n = layers[0].n
-        if n + 1 > mask.shape[1]:  # refills ran past the first estimate: grow every buffer
+        if n + 1 > mask.shape[1]:
             for layer in layers:
                 layer.grow(64)
             mask = torch.cat([mask, mask.new_zeros(mask.shape[0], 64)], dim=1)
