@@ -261,9 +261,8 @@ class Document:
             book = ix.latest_summary("book")
             if book is not None and target == summarize.LENGTHS["medium"]:
                 return book.text
-            return summarize.book_summary(self.engine, self.title, summarize.book_inputs(ix), target,
-                                          self.settings.window + self.settings.max_pinned, self.source.text,
-                                          summarize.main_people(ix, self.source.text))
+            return summarize.book_summary(self.engine, ix, self.title, target,
+                                          self.settings.window + self.settings.max_pinned, self.source.text)
 
 
 def open(path: str | Path, **kwargs: Any) -> Document:  # noqa: A001 - mirrors builtins.open on purpose

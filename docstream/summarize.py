@@ -112,19 +112,18 @@ def _book_render(title: str, words: int, people: list[str]) -> Callable[[list[st
     return render
 
 
-def book_summary(engine: Any, title: str, chapter_summaries: list[str], words: int, window: int,
-                 source: str, people: list[str] = ()) -> str:
-    """Merge `chapter_summaries` hierarchically; `people` (from the tag index) are named in every merge prompt."""
-    return reduce(engine, chapter_summaries, _book_render(title, words, people), _tokens_for_words(words), window,
-                  source)
+def book_summary(engine: Any, index: Any, title: str, words: int, window: int, source: str) -> str:
+    """Merge the index's `book_inputs` hierarchically; its `main_people` are named in every merge prompt."""
+    return reduce(engine, book_inputs(index), _book_render(title, words, main_people(index, source)),
+                  _tokens_for_words(words), window, source)
 
 
-def book_fork(engine: Any, title: str, inputs: list[str], window: int, source: str, people: list[str] = ()
-              ) -> Any:
-    """The medium book summary as one fork (decoded later, batched), or None when `inputs` need more than one
-    merge (then `book_summary`). The caller grounds the decoded text like `reduce` does."""
+def book_fork(engine: Any, index: Any, title: str, window: int, source: str) -> Any:
+    """The medium book summary as one fork (decoded later, batched), or None when its inputs need more than
+    one merge (then `book_summary`). Ground the decoded text with `grounded(text, source, book_inputs(index))`
+    as `reduce` does."""
     max_new = _tokens_for_words(LENGTHS["medium"])
-    prompt = _book_render(title, LENGTHS["medium"], people)(inputs)
+    prompt = _book_render(title, LENGTHS["medium"], main_people(index, source))(book_inputs(index))
     if engine.count(prompt) > window - max_new:
         return None
     return engine.prompt_fork(_system(), prompt, max_new, stop=STOP)
@@ -165,7 +164,6 @@ def build_hierarchy(index: Any, engine: Any, doc: Any, titles: dict[int, str], s
         made = True
         yield ("chapter", title, text)
     if made or not index.summaries("book"):
-        text = book_summary(engine, doc.title, book_inputs(index), LENGTHS["medium"], window, doc.text,
-                            main_people(index, doc.text))
+        text = book_summary(engine, index, doc.title, LENGTHS["medium"], window, doc.text)
         index.add_summary("book", text, 0, max(n.chunk for n in notes))
         yield ("book", "", text)

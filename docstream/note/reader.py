@@ -201,10 +201,8 @@ class Reader:
 
         if not self.notes or set(self.notes) - set(self.chapter_text):
             return None
-        self.book_inputs = summarize.book_inputs(self.index)
-        fork = summarize.book_fork(self.engine, self.doc.title, self.book_inputs,
-                                   self.settings.window + self.settings.max_pinned, self.doc.text,
-                                   summarize.main_people(self.index, self.doc.text))
+        fork = summarize.book_fork(self.engine, self.index, self.doc.title,
+                                   self.settings.window + self.settings.max_pinned, self.doc.text)
         return None if fork is None else _Job("book", fork, chunks=(0, self.total - 1))
 
     def _summary_job(self, kind: str, chapter: int) -> _Job | None:
@@ -234,7 +232,7 @@ class Reader:
 
         self.in_flight -= 1
         if job.kind == "book":
-            book = summarize.grounded(text, self.doc.text, fallback=self.book_inputs)
+            book = summarize.grounded(text, self.doc.text, fallback=summarize.book_inputs(self.index))
             self.index.add_summary("book", book, *job.chunks)
             return [self.event("book", self.total, "", book)]
         if job.kind == "note":
