@@ -21,7 +21,8 @@ Design choices:
 - Each note commits in its own transaction; resuming starts at the first chunk without a note, after
   refilling the window with the text just before it, so a resumed read ends with the same chunks and notes.
 - Many documents read in lockstep (`drive` with several `Reader`s): each has its own stream; their forks
-  share the batched decode.
+  share the batched decode. At the end, a decode waits until no reader can fork anything more, and book
+  summaries wait for the other readers' last chapter summaries: every row of the long final decodes is used.
 - The book summary is a fork too, once every chapter summary is in (documents read together share its
   decode); when its inputs need more than one merge, or chapter summaries are missing after a resume,
   `finish` merges hierarchically (`summarize`) instead.
@@ -153,6 +154,11 @@ class Reader:
     @property
     def pending(self) -> bool:
         return self.reading or bool(self.due) or self.book_wanted
+
+    @property
+    def waiting(self) -> bool:
+        """Nothing to fork until a decode returns (its chapter summary, or the book summary, depends on it)."""
+        return not (self.reading or self.due or (self.book_wanted and not self.in_flight))
 
     def event(self, kind: str, chunk: int, chapter: str = "", text: str = "") -> ReadEvent:
         return ReadEvent(kind, chunk=chunk, total=self.total, chapter=chapter, tokens=self.fed,
@@ -291,9 +297,9 @@ class Reader:
 
 
 def drive(readers: list[Reader], engine: Any, batch: int = 16, until_one_done: bool = False) -> Iterator[ReadEvent]:
-    """Advance every reader in lockstep; once `POOL * batch` notes are waiting, decode them (and the summaries
-    waiting) in rows of `batch`, finished rows refilled from the pool. With `until_one_done`, return as soon as
-    a reader has nothing left (its slot can be refilled)."""
+    """Advance every reader in lockstep; once `POOL * batch` notes are waiting, or no reader can go on without a
+    decode, decode them (and the summaries waiting) in rows of `batch`, finished rows refilled from the pool.
+    With `until_one_done`, return as soon as a reader has nothing left (its slot can be refilled)."""
     jobs: list[tuple[Reader, _Job]] = []  # notes
     later: list[tuple[Reader, _Job]] = []  # summaries: longer outputs, decoded once a few are waiting
     while any(r.pending for r in readers) or jobs or later:
@@ -301,10 +307,14 @@ def drive(readers: list[Reader], engine: Any, batch: int = 16, until_one_done: b
             if r.pending:
                 for j in r.advance():
                     (jobs if j.kind == "note" else later).append((r, j))
-        ending = not all(r.reading for r in readers)
-        if len(jobs) >= POOL * batch or ending:
-            if len(later) >= SUMMARY_BATCH or ending:
-                jobs, later = later + jobs, []  # the long ones first: short notes fill the rows around them
+        stuck = all(r.waiting for r in readers)  # only a decode lets anyone go on: decode all that waits together
+        if len(jobs) >= POOL * batch or stuck:
+            if len(later) >= SUMMARY_BATCH or stuck:
+                # the long ones first: short notes fill the rows around them. Book summaries (the longest) wait
+                # while another reader's last chapter summary is decoding, so all books share one decode.
+                more_books = any(r.book_wanted and not r.reading for r in readers)
+                held = [more_books and j.kind == "book" for _, j in later]
+                jobs, later = [x for x, h in zip(later, held) if not h] + jobs, [x for x, h in zip(later, held) if h]
             texts = engine.decode([j.fork for _, j in jobs], width=batch)
             done, jobs = jobs, []
             for (r, j), text in sorted(zip(done, texts, strict=True), key=lambda d: d[0][1].kind != "note"):
