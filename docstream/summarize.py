@@ -20,12 +20,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import prompts
+from .note.tags import join_lead, names
 
 LENGTHS = {"short": 60, "medium": 120, "long": 250}
 CHAPTER_PREFILL = "In this chapter,"
+BOOK_PREFILL = "In this story,"
 STOP = ("<|im_end|>", "<|endoftext|>", "\n\n")
 _SENT = re.compile(r"(?<=[.!?])\s+")
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
+_NUMBERED = re.compile(r"(?:^|(?<=[:.!?]\s))\d{1,2}[.)]\s+(?=\S)")  # "1. " opening a list item
+_BULLET = re.compile(r"(?:^|\s)[-•*]\s+(?=\S)")  # "- " items, once the text has a bulleted list
+_META = re.compile(r"\b(?:(?:the|this) passage|factual note|the note|(?:the|this) summary|the (?:original )?text|"
+                   r"the document|stop reading)\b", re.I)
 
 
 def _system() -> str:
@@ -37,12 +43,17 @@ def _tokens_for_words(words: int) -> int:
 
 
 def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
-    """Keep the sentences of `text` whose capitalised words all occur in `source`; drop repeats."""
+    """Keep the sentences of `text` whose capitalised words all occur in `source`; drop repeats, list lead-ins
+    ("The key events are:"), list markers (a summary is prose) and sentences about the text instead of the
+    story ("The passage is a continuation of the original text.")."""
     keep: list[str] = []
     seen: set[str] = set()
-    for sent in _SENT.split(" ".join(text.split())):
+    flat = _NUMBERED.sub("\n", " ".join(text.split()))
+    if re.search(r"(?:^|:)\s*[-•*]\s", flat):
+        flat = _BULLET.sub("\n", flat)
+    for sent in (s.strip() for line in flat.split("\n") for s in _SENT.split(line)):
         key = re.sub(r"\W+", " ", sent.lower()).strip()
-        if not key or key in seen:
+        if not key or key in seen or sent.endswith(":") or _META.search(sent):
             continue
         if any(w not in source for w in _CAP.findall(sent)):
             continue
@@ -78,29 +89,45 @@ def reduce(engine: Any, texts: list[str], render: Callable[[list[str]], str], ma
             if on_merge:
                 on_merge(engine.count(prompt), max_new_tokens)
             out = engine.complete_text(_system(), prompt, max_new_tokens, stop=STOP, prefill=prefill)
-            outs.append(grounded(f"{prefill} {out}".strip(), source, fallback=g))
+            outs.append(grounded(join_lead(prefill, out), source, fallback=_first(engine, g, max_new_tokens)))
         if len(outs) == 1:
             return outs[0]
         assert len(outs) < len(level), "a merge level must shrink"
         level = outs
 
 
+def _first(engine: Any, texts: list[str], tokens: int) -> list[str]:
+    """The leading texts that fit `tokens` together (at least one): a merge's fallback is no longer than a
+    merge's output, so every level shrinks."""
+    out: list[str] = []
+    for t in texts:
+        if out and engine.count(" ".join([*out, t])) > tokens:
+            break
+        out.append(t)
+    return out
+
+
 def _chapter_prompt(title: str, chapter: str, notes: list[str]) -> str:
     return prompts.get("chapter_summary").render(title=title, chapter=chapter, notes="\n".join(f"- {n}" for n in notes))
 
 
+def chapter_prefill(notes: list[str]) -> str:
+    """"In this chapter," and the name its notes use most: a small model then tells what that person does."""
+    return f"{CHAPTER_PREFILL} {next(iter(names(' '.join(notes), top=1)), '')}".strip()
+
+
 def chapter_summary(engine: Any, title: str, chapter: str, notes: list[str], window: int, source: str) -> str:
     return reduce(engine, notes, lambda items: _chapter_prompt(title, chapter, items), 80, window, source,
-                  prefill=CHAPTER_PREFILL)
+                  prefill=chapter_prefill(notes))
 
 
 def chapter_fork(engine: Any, title: str, chapter: str, notes: list[str], max_new_tokens: int, window: int) -> Any:
-    """The chapter summary as a fork (decoded later, batched with notes); None if the notes need a
-    hierarchical merge (`chapter_summary`) because they do not fit one prompt."""
+    """The chapter summary as a fork (decoded later, batched with notes), started with `chapter_prefill(notes)`;
+    None if the notes need a hierarchical merge (`chapter_summary`) because they do not fit one prompt."""
     prompt = _chapter_prompt(title, chapter, notes)
     if engine.count(prompt) > window - max_new_tokens - 64:
         return None
-    return engine.prompt_fork(_system(), prompt, max_new_tokens, stop=STOP, prefill=CHAPTER_PREFILL)
+    return engine.prompt_fork(_system(), prompt, max_new_tokens, stop=STOP, prefill=chapter_prefill(notes))
 
 
 def _book_render(title: str, words: int, people: list[str]) -> Callable[[list[str]], str]:
@@ -113,20 +140,30 @@ def _book_render(title: str, words: int, people: list[str]) -> Callable[[list[st
 
 
 def book_summary(engine: Any, index: Any, title: str, words: int, window: int, source: str) -> str:
-    """Merge the index's `book_inputs` hierarchically; its `main_people` are named in every merge prompt."""
-    return reduce(engine, book_inputs(index), _book_render(title, words, main_people(index, source)),
-                  _tokens_for_words(words), window, source)
+    """Merge the index's `book_inputs` hierarchically; its `main_people` are named in every merge prompt, and
+    every merge starts with `book_prefill`."""
+    people = main_people(index, source)
+    return reduce(engine, book_inputs(index), _book_render(title, words, people),
+                  _tokens_for_words(words), window, source, prefill=book_prefill(people))
 
 
-def book_fork(engine: Any, index: Any, title: str, window: int, source: str) -> Any:
-    """The medium book summary as one fork (decoded later, batched), or None when its inputs need more than
-    one merge (then `book_summary`). Ground the decoded text with `grounded(text, source, book_inputs(index))`
-    as `reduce` does."""
+def book_fork(engine: Any, index: Any, title: str, window: int, source: str) -> tuple[Any, str] | None:
+    """The medium book summary as one fork (decoded later, batched) and the words it starts with, or None
+    when its inputs need more than one merge (then `book_summary`). Ground the decoded text with
+    `grounded(join_lead(start, text), source, book_inputs(index))` as `reduce` does."""
     max_new = _tokens_for_words(LENGTHS["medium"])
-    prompt = _book_render(title, LENGTHS["medium"], main_people(index, source))(book_inputs(index))
+    people = main_people(index, source)
+    prompt = _book_render(title, LENGTHS["medium"], people)(book_inputs(index))
     if engine.count(prompt) > window - max_new:
         return None
-    return engine.prompt_fork(_system(), prompt, max_new, stop=STOP)
+    start = book_prefill(people)
+    return engine.prompt_fork(_system(), prompt, max_new, stop=STOP, prefill=start), start
+
+
+def book_prefill(people: list[str]) -> str:
+    """"In this story," and the main person: the summary then tells what they do (a bare name only made the
+    135M model go on listing names)."""
+    return f"{BOOK_PREFILL} {people[0] if people else ''}".strip()
 
 
 def main_people(index: Any, source: str, n: int = 8) -> list[str]:
@@ -142,7 +179,10 @@ def book_inputs(index: Any) -> list[str]:
     """What the book summary is merged from: the chapter summaries, or the notes when there are fewer than
     three chapters (a one-chapter story's summary would otherwise be its one- or two-sentence chapter summary)."""
     chs = index.summaries("chapter")
-    return [s.text for s in chs] if len(chs) >= 3 else [n.gist for n in index.notes()]
+    if len(chs) < 3:
+        return [n.gist for n in index.notes()]
+    out = [re.sub(rf"^{CHAPTER_PREFILL}\s*", "", s.text) for s in chs]  # the book's parts, not "chapters"
+    return [t[:1].upper() + t[1:] for t in out]
 
 
 def build_hierarchy(index: Any, engine: Any, doc: Any, titles: dict[int, str], settings: Any

@@ -10,7 +10,9 @@ Design choices:
 - A note's fork keeps sinks + pinned + the last `note_context` window tokens (default: the chunk itself): at
   batch 16 reading the KV (~46 KB per token for SmolLM2-135M in fp32) costs more than reading the weights, so
   a shorter fork decodes faster (the prompt itself was computed with the whole window).
-- A note is one sentence: decoding stops at the first sentence end (or the line end, or `note_tokens`);
+- A note is one sentence about someone: its answer is started with the name the chunk uses most (from the
+  text itself), which keeps a 135M model on content instead of talk about "the passage" or "the note".
+  Decoding stops at the first sentence end (or the line end, or `note_tokens`);
   YAKE keywords and repeated capitalised names are added as tags (no download, deterministic).
 - Summaries are forks too, decoded with a later batch of notes once `SUMMARY_BATCH` are waiting (they run longer
   than notes, so their extra steps are shared): at each chapter end a
@@ -36,7 +38,7 @@ from typing import Any
 
 from .. import prompts
 from ..errors import SettingsError
-from .tags import chunk_tags, parse_note
+from .tags import chunk_tags, join_lead, names, parse_note
 
 NO_SUMMARY = "Nothing yet; this is the beginning."
 NOTE_STOP = ("<|im_end|>", "\n", "<|endoftext|>")
@@ -58,7 +60,7 @@ class ReadSettings:
     summary_tokens: int = 96
     max_pinned: int = 320
     note_context: int = 0  # window tokens a note is decoded from (0 = one chunk: the chunk just read)
-    reader_version: int = 4  # bumped when notes or summaries change: an old index is then not reused
+    reader_version: int = 5  # bumped when notes or summaries change: an old index is then not reused
 
     def resolved(self, context_length: int) -> "ReadSettings":
         chunk = self.chunk_tokens or max(64, self.window // 4)
@@ -110,6 +112,7 @@ class _Job:
     chunk: Any = None  # the chunk row, for notes
     chapter: int = -1  # for summaries
     chunks: tuple[int, int] = (0, 0)  # chunk span a summary covers
+    lead: str = ""  # words the output was started with (part of its prompt, so not in the decoded text)
 
 
 def _chapter_label(chunk: Any) -> str:
@@ -138,7 +141,7 @@ class Reader:
         self.in_flight = 0  # jobs handed out by `advance` and not yet `complete`d
         self.book_wanted = not index.summaries("book")  # the book summary is forked once all else is done
         self.last_noted = self.next - 1
-        self.prompt = prompts.get("note").render() + engine.layout.assistant_open + prompts.get("note_prefill").render()
+        self.prompt = prompts.get("note").render() + engine.layout.assistant_open
         self.stream = None
         if self.reading:
             rolling = index.latest_summary("rolling")
@@ -187,11 +190,13 @@ class Reader:
         self.due = []
         if self.reading:
             c = self.chunks[self.next]
+            lead = next(iter(names(c.text, top=1)), "")  # the note starts with the name the passage uses most
+            prompt = self.prompt + prompts.get("note_prefill").render(name=lead).rstrip()
             before = self.stream.prefilled
-            fork = self.stream.fork(self.prompt, self.settings.note_tokens, NOTE_STOP, recent=self.settings.note_context,
+            fork = self.stream.fork(prompt, self.settings.note_tokens, NOTE_STOP, recent=self.settings.note_context,
                                     sentence=True, text=c.text)  # the chunk and its note prompt in one pass
             self.fed += self.stream.prefilled - before
-            jobs.append(_Job("note", fork, chunk=c))
+            jobs.append(_Job("note", fork, chunk=c, lead=lead))
             self.next += 1
         elif self.book_wanted and not self.due and not self.in_flight and not jobs:
             self.book_wanted = False
@@ -207,9 +212,9 @@ class Reader:
 
         if not self.notes or set(self.notes) - set(self.chapter_text):
             return None
-        fork = summarize.book_fork(self.engine, self.index, self.doc.title,
+        made = summarize.book_fork(self.engine, self.index, self.doc.title,
                                    self.settings.window + self.settings.max_pinned, self.doc.text)
-        return None if fork is None else _Job("book", fork, chunks=(0, self.total - 1))
+        return None if made is None else _Job("book", made[0], chunks=(0, self.total - 1), lead=made[1])
 
     def _summary_job(self, kind: str, chapter: int) -> _Job | None:
         from .. import summarize
@@ -230,7 +235,7 @@ class Reader:
                     self.engine, self.doc.title, title, gists, self.settings.window + self.settings.max_pinned,
                     self.doc.text))
             return None
-        return _Job(kind, fork, chapter=chapter, chunks=span)
+        return _Job(kind, fork, chapter=chapter, chunks=span, lead=summarize.chapter_prefill(gists))
 
     def complete(self, job: _Job, text: str) -> list[ReadEvent]:
         """Store a decoded fork; returns the events it makes."""
@@ -238,12 +243,13 @@ class Reader:
 
         self.in_flight -= 1
         if job.kind == "book":
-            book = summarize.grounded(text, self.doc.text, fallback=summarize.book_inputs(self.index))
+            book = summarize.grounded(join_lead(job.lead, text), self.doc.text,
+                                      fallback=summarize.book_inputs(self.index))
             self.index.add_summary("book", book, *job.chunks)
             return [self.event("book", self.total, "", book)]
         if job.kind == "note":
             c = job.chunk
-            gist, model_tags = parse_note(text)
+            gist, model_tags = parse_note(join_lead(job.lead, text))
             if not gist:  # the model wrote nothing useful: keep an extractive gist rather than an empty note
                 gist = " ".join(c.text.split()[:25])
             self.index.add_note(c.ordinal, gist, chunk_tags(c.text, model_tags))
@@ -256,7 +262,7 @@ class Reader:
                 self.due.append(("partial", c.chapter))
             return [self.event("chunk", c.ordinal + 1, _chapter_label(c), gist)]
         fallback = [g for _, g in self.notes.get(job.chapter, [])]
-        summary = summarize.grounded(f"{summarize.CHAPTER_PREFILL} {text}", self.doc.text, fallback=fallback[-2:])
+        summary = summarize.grounded(join_lead(job.lead, text), self.doc.text, fallback=fallback[-2:])
         title = self.titles.get(job.chapter, "")
         if job.kind == "chapter":
             self._store_chapter(job.chapter, job.chunks, summary)

@@ -53,6 +53,13 @@ def parse_note(raw: str) -> tuple[str, list[str]]:
     return gist, tags
 
 
+def join_lead(lead: str, text: str) -> str:
+    """The note's first words (written into its prompt) and the decoded rest, spaced as a sentence."""
+    if not lead:
+        return text
+    return lead + ("" if re.match(r"['’,.;:!?]", text) else " ") + text
+
+
 def _gist_names(gist: str) -> list[str]:
     out = []
     for m in _NAME.finditer(gist):

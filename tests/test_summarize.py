@@ -1,0 +1,80 @@
+"""Summaries: the hierarchical merge fits every prompt in the window; grounding keeps only what the book supports;
+outputs are started with the name the text uses most. The tiny random Llama writes nonsense: the merge
+tests assert the machinery (sizes, levels), the grounding tests use fixed strings.
+"""
+import pytest
+
+from docstream import summarize
+from docstream.engine import Engine
+from docstream.index.db import Index
+from docstream.note.tags import join_lead, names
+
+SOURCE = "Peter Matheny met Gus and Doran on Mars. Pete laughed. Gus went home to Earth in 1984."
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_lm):
+    return Engine(tiny_lm)
+
+
+@pytest.mark.parametrize("window", [220, 300, 400])
+def test_every_merge_fits_the_window(engine, window):
+    texts = [f"Part {i}: Peter Matheny met Gus near the dome and they talked about the rocket." for i in range(30)]
+    merges = []
+    out = summarize.reduce(engine, texts, lambda items: "Summarize:\n" + "\n".join(items), 24, window, SOURCE,
+                           prefill="In this story,", on_merge=lambda n, new: merges.append((n, new)))
+    assert isinstance(out, str)
+    assert len(merges) > 2  # more than one level: 30 parts never fit one prompt at these windows
+    assert all(n + new <= window for n, new in merges), merges
+    total = sum(engine.count(t) for t in texts)
+    assert total > window  # the input really was longer than the window: nothing was cut to make it fit
+
+
+def test_a_text_too_long_for_any_merge_is_an_error_not_a_cut(engine):
+    with pytest.raises(AssertionError, match="does not fit"):
+        summarize.reduce(engine, ["word " * 400], lambda items: "\n".join(items), 24, 200, SOURCE)
+
+
+def test_grounded_drops_invented_names_lists_and_talk_about_the_text():
+    text = ("The key events are: 1. Peter Matheny met Gus. 2. Gus left Mars. "
+            "The main action is the passage itself, which is a continuation of the original text. "
+            "Captain Zorblax arrived from Venus. Pete laughed a lot. Pete laughed a lot. And then")
+    assert summarize.grounded(text, SOURCE) == "Peter Matheny met Gus. Gus left Mars. Pete laughed a lot."
+    bullets = "The main people in the story are: - Peter Matheny - Pete - Gus"
+    assert summarize.grounded(bullets, SOURCE) == "Peter Matheny"
+    dashes = "Pete - a man of Mars - laughed in 1984. The end."
+    assert summarize.grounded(dashes, SOURCE) == dashes  # a dash inside a sentence is not a list
+    assert summarize.grounded("Then Zorblax wins.", SOURCE, fallback=["Gus went home."]) == "Gus went home."
+
+
+@pytest.mark.parametrize("lead, text, expected", [
+    ("Retief", "is sent to Flamme.", "Retief is sent to Flamme."),
+    ("Retief", "'s plan works.", "Retief's plan works."),
+    ("In this chapter, Alice", ", bored, follows the Rabbit.", "In this chapter, Alice, bored, follows the Rabbit."),
+    ("", "Nothing to join.", "Nothing to join."),
+])
+def test_join_lead(lead, text, expected):
+    assert join_lead(lead, text) == expected
+
+
+def test_summaries_start_with_the_main_name():
+    notes = ["Alice follows the White Rabbit.", "Alice falls down a hole.", "The Rabbit is late."]
+    assert summarize.chapter_prefill(notes) == "In this chapter, Alice"
+    assert summarize.chapter_prefill(["it rains all day."]) == "In this chapter,"
+    assert summarize.book_prefill(["Retief", "Georges"]) == "In this story, Retief"
+    assert summarize.book_prefill([]) == "In this story,"
+
+
+def test_notes_start_with_the_name_their_chunk_uses_most(home, tiny_dir, short_text):
+    import docstream
+
+    doc = docstream.open(short_text, model=str(tiny_dir), window=512, chunk_tokens=128)
+    doc.read()
+    with Index.open(doc.index_path) as ix:
+        chunks = {c.ordinal: c for c in ix.chunks()}
+        notes = ix.notes()
+    led = [(n, names(chunks[n.chunk].text, top=1)) for n in notes]
+    assert sum(1 for _, top in led if top) >= 2  # the sample has named people in several chunks
+    for n, top in led:
+        if top:
+            assert n.gist.startswith(top[0]), (top, n.gist)
