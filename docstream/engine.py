@@ -58,6 +58,19 @@ class Engine:
         finally:
             self.seconds[what] += time.perf_counter() - t
 
+    @contextmanager
+    def measure(self) -> Iterator[dict[str, Any]]:
+        """What the block cost this engine (for benchmarks): the dict is filled on exit with `decode_tokens`
+        and `seconds_in` (wall seconds per timed operation, largest first)."""
+        decoded, seconds = self.decoded_tokens, dict(self.seconds)
+        out: dict[str, Any] = {}
+        try:
+            yield out
+        finally:
+            spent = {k: round(v - seconds.get(k, 0.0), 1) for k, v in self.seconds.items()}
+            out["decode_tokens"] = self.decoded_tokens - decoded
+            out["seconds_in"] = dict(sorted(spent.items(), key=lambda kv: -kv[1]))
+
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(_fold(text), add_special_tokens=False)["input_ids"]
 
@@ -150,7 +163,9 @@ class Stream:
 
     def feed(self, text: str) -> int:
         """Feed document text; returns its token count."""
-        ids = self.engine.encode(text)
+        return self._feed_text_ids(self.engine.encode(text))
+
+    def _feed_text_ids(self, ids: list[int]) -> int:
         with self.engine.timed("prefill"):
             self._feed_ids(ids)
         self.prefilled += len(ids)
@@ -165,8 +180,8 @@ class Stream:
 
         ids = self.engine.encode(prompt)
         text_ids = self.engine.encode(text) if text else []
-        if len(text_ids) + len(ids) > self.cache.max_feed():
-            self.feed(text)
+        if len(text_ids) + len(ids) > self.cache.max_feed():  # too long for one pass: the chunk first
+            self._feed_text_ids(text_ids)
             text_ids = []
         with self.engine.timed("prefill" if text_ids else "fork"):
             out = fork(self.model, self.cache, ids, max_new_tokens, stop, recent=recent, sentence=sentence,

@@ -3,9 +3,10 @@
 Design choices:
 - Chapter summaries are made from the chapter's notes; the book summary from the chapter summaries.
 - `reduce()` is the one hierarchical merge: it packs consecutive texts into groups whose *whole prompt* fits
-  the window (prompt + output ≤ window), summarises each group, and repeats on the results until one text
-  remains. No input is ever cut; a single text too long for a prompt is an assertion failure (notes and
-  summaries are bounded by their generation caps, so it cannot happen).
+  the window (prompt + output ≤ window), summarises each group into a part short enough that two parts
+  merge within the window, and repeats until everything fits one last prompt. No input is ever cut; a
+  single text too long for a prompt is an assertion failure (notes and summaries are bounded by their
+  generation caps, so it cannot happen).
 - Grounding: a small model invents. Every generated summary passes `grounded()`: sentences naming someone
   or something (a capitalised word mid-sentence) that does not occur in the document are dropped, and so are
   repeated sentences. If nothing survives, the summary falls back to the source sentences themselves.
@@ -70,30 +71,36 @@ def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
 def reduce(engine: Any, texts: list[str], render: Callable[[list[str]], str], max_new_tokens: int,
            window: int, source: str, prefill: str = "",
            on_merge: Callable[[int, int], None] | None = None) -> str:
-    """Summarise `texts` hierarchically so that every prompt + output fits `window` tokens."""
+    """Summarise `texts` hierarchically so that every prompt + output fits `window` tokens.
+
+    When everything fits one prompt, that is the only merge (its output may use `max_new_tokens`). Otherwise
+    consecutive texts are packed into groups and each group is merged into a *part* of at most `part`
+    tokens, small enough that two parts and the output of their merge fit the window together — so from the
+    second level on every level at least halves, whatever the window and the output length asked for."""
     assert texts, "nothing to summarise"
-    limit = window - max_new_tokens
-    level = list(texts)
-    while True:
+    part = min(max_new_tokens, (window - engine.count(render([])) - 16) // 3)
+    assert part >= 8, f"a merge window of {window} tokens is too small to merge anything"
+
+    def merge(group: list[str], cap: int) -> str:
+        prompt = render(group)
+        n = engine.count(prompt)
+        assert n + cap <= window, f"a single text of {n} tokens does not fit a merge window of {window}"
+        if on_merge:
+            on_merge(n, cap)
+        out = engine.complete_text(_system(), prompt, cap, stop=STOP, prefill=prefill)
+        return grounded(join_lead(prefill, out), source, fallback=_first(engine, group, cap))
+
+    level, depth = list(texts), 0
+    while engine.count(render(level)) + max_new_tokens > window:
         groups: list[list[str]] = [[]]
         for t in level:
-            if groups[-1] and engine.count(render(groups[-1] + [t])) > limit:
+            if groups[-1] and engine.count(render(groups[-1] + [t])) + part > window:
                 groups.append([])
             groups[-1].append(t)
-        for g in groups:
-            n = engine.count(render(g))
-            assert n <= limit, f"a single text of {n} tokens does not fit a merge window of {limit}"
-        outs = []
-        for g in groups:
-            prompt = render(g)
-            if on_merge:
-                on_merge(engine.count(prompt), max_new_tokens)
-            out = engine.complete_text(_system(), prompt, max_new_tokens, stop=STOP, prefill=prefill)
-            outs.append(grounded(join_lead(prefill, out), source, fallback=_first(engine, g, max_new_tokens)))
-        if len(outs) == 1:
-            return outs[0]
-        assert len(outs) < len(level), "a merge level must shrink"
-        level = outs
+        outs = [merge(g, part) for g in groups]
+        assert depth == 0 or len(outs) < len(level), "a merge level must shrink"
+        level, depth = outs, depth + 1
+    return merge(level, max_new_tokens)
 
 
 def _first(engine: Any, texts: list[str], tokens: int) -> list[str]:

@@ -202,3 +202,23 @@ def test_summary_harness_end_to_end(home, tiny_dir, tmp_path):
                          "--out", tmp_path / "out1", "-m", tiny_dir, "--window", "512", "--json").stdout)
     assert len(one["rows"]) == 1 and one["rows"][0]["method"] == "truncate"
     run("bench", "summary", "--data", data, "--methods", "nope", "--out", tmp_path / "o2", code=2)
+
+
+# ---------------------------------------------------------------------------------------------- read and batch
+def test_read_and_batch_harnesses_end_to_end(home, tiny_dir, short_text, tmp_path):
+    """`bench read` times a full read against a bare prefill of the same chunks; `bench batch` reads the
+    same documents one at a time and in lockstep. The figures are the tiny model's: only their shape and
+    consistency are checked."""
+    r = json.loads(run("bench", "read", short_text, "-m", tiny_dir, "--window", "256", "--batch", "4",
+                       "--json").stdout)
+    assert r["status"] == "done" and r["chunks"] > 2 and r["tokens"] > 0 and r["decode_tokens"] > 0
+    assert r["ratio"] == pytest.approx(r["read_s"] / r["prefill_s"], rel=0.05)
+    assert {"prefill", "decode"} <= set(r["seconds_in"])
+    b = json.loads(run("bench", "batch", short_text, "--docs", "3", "--tokens", "200", "--width", "3",
+                       "--window", "256", "-m", tiny_dir, "--json").stdout)
+    one, many = b["runs"]
+    assert (one["width"], many["width"]) == (1, 3) and one["chunks"] == many["chunks"] > 3
+    for x in (one, many):
+        assert x["decode_tokens"] > 0 and x["decode_tok_s"] > 0 and "decode" in x["seconds_in"]
+    assert b["decode_tok_s_ratio"] == pytest.approx(many["decode_tok_s"] / one["decode_tok_s"], abs=0.01)
+    run("bench", "batch", tmp_path / "missing.txt", "--docs", "1", "-m", tiny_dir, code=2)

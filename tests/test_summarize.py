@@ -78,3 +78,14 @@ def test_notes_start_with_the_name_their_chunk_uses_most(home, tiny_dir, short_t
     for n, top in led:
         if top:
             assert n.gist.startswith(top[0]), (top, n.gist)
+
+
+def test_a_long_output_in_a_small_window_still_merges(engine):
+    """A book summary of 120 tokens in a 300-token window: the parts are made shorter than the final
+    output, so two of them always fit one merge and the levels shrink."""
+    texts = [f"Chapter {i}: Peter Matheny met Gus near the dome and they talked about the rocket." for i in range(12)]
+    merges = []
+    summarize.reduce(engine, texts, lambda items: "Merge:\n" + "\n".join(items), 120, 300, SOURCE,
+                     on_merge=lambda n, new: merges.append((n, new)))
+    assert all(n + new <= 300 for n, new in merges) and merges[-1][1] == 120
+    assert max(new for _, new in merges[:-1]) < 120

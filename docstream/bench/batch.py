@@ -40,22 +40,22 @@ def _texts(paths: list[Path], docs: int, tokens: int, engine: Any) -> list[str]:
 def _run(engine: Any, files: list[Path], home: Path, width: int, batch: int, window: int) -> dict[str, Any]:
     from ..api import Document, read_together
 
-    decoded0, seconds0 = engine.decoded_tokens, dict(engine.seconds)
     docs = [Document(f, engine=engine, window=window, index=home / f"{f.stem}-w{width}-b{batch}.db") for f in files]
     for d in docs:
         d.read_batch = batch
     t = time.perf_counter()
     chunks = 0
-    for _, res, err in read_together(docs, width=width, batch=batch):
-        if err is not None:
-            raise err
-        chunks += res.chunks
+    with engine.measure() as cost:
+        for _, res, err in read_together(docs, width=width, batch=batch):
+            if err is not None:
+                raise err
+            chunks += res.chunks
     s = time.perf_counter() - t
-    decoded = engine.decoded_tokens - decoded0
-    spent = {k: round(v - seconds0.get(k, 0.0), 1) for k, v in engine.seconds.items()}
+    decoded = cost["decode_tokens"]
     return {"width": width, "batch": batch, "seconds": round(s, 1), "chunks": chunks,
             "docs_per_hour": round(len(files) * 3600 / s, 1), "decode_tokens": decoded,
-            "decode_tok_s": round(decoded / max(spent.get("decode", 0.0), 1e-9), 1), "seconds_in": spent}
+            "decode_tok_s": round(decoded / max(cost["seconds_in"].get("decode", 0.0), 1e-9), 1),
+            "seconds_in": cost["seconds_in"]}
 
 
 def run(paths: list[Path], docs: int = 8, tokens: int = 2048, width: int = 8, model: str | None = None,

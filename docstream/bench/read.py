@@ -46,11 +46,10 @@ def run(path: str | Path, model: str | None = None, window: int = 2048, chunk_to
         prefill_s = time.perf_counter() - t
         del stream
 
-        decoded0 = engine.decoded_tokens
-        engine.seconds.clear()
         doc.read_batch = batch
         t = time.perf_counter()
-        res = doc.read()
+        with engine.measure() as cost:
+            res = doc.read()
         read_s = time.perf_counter() - t
         words = len(doc.source.text.split())
     return {
@@ -59,11 +58,11 @@ def run(path: str | Path, model: str | None = None, window: int = 2048, chunk_to
         "chapters": len(chapters), "chunking_s": round(chunk_s, 2), "prefill_s": round(prefill_s, 1),
         "prefill_tok_s": round(tokens / prefill_s, 1), "read_s": round(read_s, 1),
         "read_tok_s": round(tokens / read_s, 1), "ratio": round(read_s / prefill_s, 2),
-        "decode_tokens": engine.decoded_tokens - decoded0,
+        "decode_tokens": cost["decode_tokens"],
         "minutes_per_100k_words": round(read_s / 60 * 100_000 / max(words, 1), 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "status": res.status,
-        "seconds_in": {k: round(v, 1) for k, v in sorted(engine.seconds.items(), key=lambda kv: -kv[1])},
+        "seconds_in": cost["seconds_in"],
     }
 
 
