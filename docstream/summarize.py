@@ -128,13 +128,15 @@ def chapter_summary(engine: Any, title: str, chapter: str, notes: list[str], win
                   prefill=chapter_prefill(notes))
 
 
-def chapter_fork(engine: Any, title: str, chapter: str, notes: list[str], max_new_tokens: int, window: int) -> Any:
-    """The chapter summary as a fork (decoded later, batched with notes), started with `chapter_prefill(notes)`;
-    None if the notes need a hierarchical merge (`chapter_summary`) because they do not fit one prompt."""
+def chapter_fork(engine: Any, title: str, chapter: str, notes: list[str], max_new_tokens: int, window: int
+                 ) -> tuple[Any, str] | None:
+    """The chapter summary as a fork (decoded later, batched with notes) and the words it starts with; None if
+    the notes need a hierarchical merge (`chapter_summary`) because they do not fit one prompt."""
     prompt = _chapter_prompt(title, chapter, notes)
     if engine.count(prompt) > window - max_new_tokens - 64:
         return None
-    return engine.prompt_fork(_system(), prompt, max_new_tokens, stop=STOP, prefill=chapter_prefill(notes))
+    start = chapter_prefill(notes)
+    return engine.prompt_fork(_system(), prompt, max_new_tokens, stop=STOP, prefill=start), start
 
 
 def _book_render(title: str, words: int, people: list[str]) -> Callable[[list[str]], str]:

@@ -227,15 +227,15 @@ class Reader:
             self._store_chapter(chapter, span, gists[0])
             return None
         label = title if kind == "chapter" else f"{title} (so far)"
-        fork = summarize.chapter_fork(self.engine, self.doc.title, label, gists, CHAPTER_TOKENS,
+        made = summarize.chapter_fork(self.engine, self.doc.title, label, gists, CHAPTER_TOKENS,
                                       self.settings.window + self.settings.max_pinned)
-        if fork is None:  # the notes do not fit one prompt: merge hierarchically now (rare: very long chapters)
+        if made is None:  # the notes do not fit one prompt: merge hierarchically now (rare: very long chapters)
             if kind == "chapter":
                 self._store_chapter(chapter, span, summarize.chapter_summary(
                     self.engine, self.doc.title, title, gists, self.settings.window + self.settings.max_pinned,
                     self.doc.text))
             return None
-        return _Job(kind, fork, chapter=chapter, chunks=span, lead=summarize.chapter_prefill(gists))
+        return _Job(kind, made[0], chapter=chapter, chunks=span, lead=made[1])
 
     def complete(self, job: _Job, text: str) -> list[ReadEvent]:
         """Store a decoded fork; returns the events it makes."""
