@@ -71,6 +71,12 @@ class Engine:
             out["decode_tokens"] = self.decoded_tokens - decoded
             out["seconds_in"] = dict(sorted(spent.items(), key=lambda kv: -kv[1]))
 
+    def ngrams(self, texts: list[str]) -> dict:
+        """The 4-grams of `texts` as a dict a fork's output must not repeat (see `Stream.fork`)."""
+        from .stream.generate import ngram_index
+
+        return ngram_index(self.encode("\n".join(texts)), NO_REPEAT_NGRAM)
+
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(_fold(text), add_special_tokens=False)["input_ids"]
 
@@ -172,10 +178,11 @@ class Stream:
         return len(ids)
 
     def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), recent: int | None = None,
-             sentence: bool = False, text: str = "") -> Any:
+             sentence: bool = False, text: str = "", avoid: dict | None = None) -> Any:
         """An aside decoded later (`Engine.decode`): the cache state after `prompt` is copied out (with only the
         last `recent` window tokens, if given), the prompt removed again, and the stream goes on. `sentence`:
-        stop after one complete sentence. `text`: document text fed first, in the same forward pass."""
+        stop after one complete sentence. `text`: document text fed first, in the same forward pass. `avoid`:
+        n-grams the output must not repeat (`Engine.ngrams`); forks sharing one dict also avoid each other's."""
         from .stream.batch import fork
 
         ids = self.engine.encode(prompt)
@@ -187,6 +194,7 @@ class Stream:
             out = fork(self.model, self.cache, ids, max_new_tokens, stop, recent=recent, sentence=sentence,
                        text_ids=text_ids)
         self.prefilled += len(text_ids)
+        out.avoid = avoid
         return out
 
     def aside(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> str:

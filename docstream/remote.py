@@ -358,6 +358,10 @@ class RemoteEngine:
                       prefill: str = "") -> str:
         return self._run(Request(system, user, max_new_tokens, tuple(stop), prefill))
 
+    def ngrams(self, texts: list[str]) -> None:
+        """No n-gram blocking through an HTTP API (see `Engine.ngrams`)."""
+        return None
+
     def prompt_fork(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = (),
                     prefill: str = "") -> Request:
         return Request(system, user, max_new_tokens, tuple(stop), prefill)
@@ -454,8 +458,9 @@ class RemoteStream:
         return Request(self.system, self.intro + self.cache.text() + question, max_new_tokens, tuple(stop), prefill)
 
     def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), recent: int | None = None,
-             sentence: bool = False, text: str = "") -> Request:
-        """An aside decoded later (`RemoteEngine.decode`): the window as it is now (after `text`) + `prompt`."""
+             sentence: bool = False, text: str = "", avoid: dict | None = None) -> Request:
+        """An aside decoded later (`RemoteEngine.decode`): the window as it is now (after `text`) + `prompt`.
+        (`avoid` is for local decoding; a server's own repetition penalty plays its part.)"""
         if text:
             self.feed(text)
         return self._request(prompt, max_new_tokens, stop, self.engine.count(prompt.partition(ASSISTANT)[0]))

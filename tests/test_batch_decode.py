@@ -116,3 +116,27 @@ def test_text_fed_with_the_prompt_equals_feeding_it_first(lm64):
     for (ka, va), (kb, vb) in zip(fa.kv, fb.kv):
         assert torch.allclose(ka, kb, atol=1e-9) and torch.allclose(va, vb, atol=1e-9)
     assert decode_forks(lm64.model, lm64.tokenizer, [fa])[0] == decode_forks(lm64.model, lm64.tokenizer, [fb])[0]
+
+
+def test_forks_sharing_an_avoid_dict_do_not_copy_each_other(lm64):
+    """Two copies of one fork decode the same text; given one shared `avoid` dict, the second row may not
+    repeat a 3-gram the first has just written, so they part ways — and neither repeats the avoided text."""
+    import copy
+
+    from docstream.stream.generate import ngram_index
+
+    f = _forks_and_refs(lm64, n=1)[0][0]
+    f.max_new_tokens, f.stop = 12, ()
+    twins = [f, copy.copy(f)]
+    same, _ = decode_forks(lm64.model, lm64.tokenizer, twins, no_repeat_ngram=3)
+    assert same[0] == same[1]
+    shared: dict = {}
+    twins[0].avoid = twins[1].avoid = shared
+    apart, _ = decode_forks(lm64.model, lm64.tokenizer, twins, no_repeat_ngram=3)
+    assert apart[0] == same[0] and apart[1] != same[1]  # the first row wrote first; the second had to differ
+    twins[0].avoid = twins[1].avoid = None
+    avoid = ngram_index(lm64.tokenizer.encode(same[0], add_special_tokens=False), 3)
+    for t in twins:
+        t.avoid = avoid  # an earlier note's words: neither row may write them again
+    other, _ = decode_forks(lm64.model, lm64.tokenizer, [f], no_repeat_ngram=3)
+    assert other[0] != same[0]

@@ -112,3 +112,17 @@ def test_generate_batch_equals_batch1(tiny_lm):
         singles.append("".join(generate(lm, None, _cache(lm), p, max_new_tokens=15, stop=(".",))))
     c2 = SinkCache(lm.model, sinks=4, window=200, max_pinned=16)
     assert generate_batch(lm, None, c2, [p1, p2], max_new_tokens=15, stop=(".",)) == singles
+
+
+def test_block_repeats_forbids_ngrams_of_the_output_and_of_texts_to_avoid():
+    from docstream.stream.generate import block_repeats, ngram_index
+
+    logits = torch.zeros(10)
+    own = block_repeats(logits, [1, 2, 3, 5, 1, 2], 3)  # "1 2" was followed by 3: 3 is forbidden now
+    assert own[3] == float("-inf") and torch.isfinite(own[torch.arange(10) != 3]).all()
+    avoid = ngram_index([4, 1, 2, 7, 9, 1, 2, 8], 3)  # e.g. an earlier note: "1 2" went on with 7 and 8
+    assert avoid[(1, 2)] == {7, 8}
+    both = block_repeats(logits, [1, 2, 3, 5, 1, 2], 3, avoid)
+    assert {i for i in range(10) if both[i] == float("-inf")} == {3, 7, 8}
+    assert block_repeats(logits, [6, 6], 3, avoid) is logits  # nothing to block: logits untouched
+    assert torch.equal(logits, torch.zeros(10))  # the caller's logits are never modified

@@ -7,7 +7,7 @@ import pytest
 from docstream import summarize
 from docstream.engine import Engine
 from docstream.index.db import Index
-from docstream.note.tags import join_lead, names
+from docstream.note.tags import join_lead, lead_name
 
 SOURCE = "Peter Matheny met Gus and Doran on Mars. Pete laughed. Gus went home to Earth in 1984."
 
@@ -73,11 +73,17 @@ def test_notes_start_with_the_name_their_chunk_uses_most(home, tiny_dir, short_t
     with Index.open(doc.index_path) as ix:
         chunks = {c.ordinal: c for c in ix.chunks()}
         notes = ix.notes()
-    led = [(n, names(chunks[n.chunk].text, top=1)) for n in notes]
-    assert sum(1 for _, top in led if top) >= 2  # the sample has named people in several chunks
-    for n, top in led:
-        if top:
-            assert n.gist.startswith(top[0]), (top, n.gist)
+    led = [(n, lead_name(chunks[n.chunk].text)) for n in notes]
+    assert sum(1 for _, name in led if name) >= 2  # the sample has named people in several chunks
+    for n, name in led:
+        if name:
+            assert n.gist.startswith(name), (name, n.gist)
+
+
+def test_lead_name_is_a_proper_noun_used_mid_sentence():
+    assert lead_name("The Time Traveller smiled. 'No,' said the Time Traveller. The Time Traveller left.") \
+        == "Time Traveller"
+    assert lead_name("VI The Sunset of Mankind\n\nHowever, it was late. However, I went on.") == ""
 
 
 def test_a_long_output_in_a_small_window_still_merges(engine):

@@ -12,7 +12,10 @@ Design choices:
   a shorter fork decodes faster (the prompt itself was computed with the whole window).
 - A note is one sentence about someone: its answer is started with the name the chunk uses most (from the
   text itself), which keeps a 135M model on content instead of talk about "the passage" or "the note".
-  Decoding stops at the first sentence end (or the line end, or `note_tokens`);
+  A passage that names nobody goes on with the name most notes started with (first-person narrators). A note may not repeat
+  any 4-gram of the last `RECENT_NOTES` notes, of the pinned rolling summary or of the notes decoded with
+  it: a 135M model otherwise copies them, and every note of a chapter reads the same ("X is introduced as a
+  mysterious and ancient ship"). Decoding stops at the first sentence end (or the line end, or `note_tokens`);
   YAKE keywords and repeated capitalised names are added as tags (no download, deterministic).
 - Summaries are forks too, decoded with a later batch of notes once `SUMMARY_BATCH` are waiting (they run longer
   than notes, so their extra steps are shared): at each chapter end a
@@ -32,18 +35,20 @@ Design choices:
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import prompts
 from ..errors import SettingsError
-from .tags import chunk_tags, join_lead, names, parse_note
+from .tags import chunk_tags, join_lead, lead_name, parse_note
 
 NO_SUMMARY = "Nothing yet; this is the beginning."
 NOTE_STOP = ("<|im_end|>", "\n", "<|endoftext|>")
 CHAPTER_TOKENS = 64
 SUMMARY_BATCH = 4  # summary forks wait until this many can share the decode steps after the notes end
+RECENT_NOTES = 8  # a note may not repeat a 4-gram of the last notes or of the pinned summary (loops otherwise)
 POOL = 2  # forks waiting per decode row: a row whose note ended takes the next fork (continuous batching)
 MIN_CHUNK_TOKENS = 16  # the chunker refuses smaller chunks too (checked here, before any index file exists)
 
@@ -60,7 +65,7 @@ class ReadSettings:
     summary_tokens: int = 96
     max_pinned: int = 320
     note_context: int = 0  # window tokens a note is decoded from (0 = one chunk: the chunk just read)
-    reader_version: int = 5  # bumped when notes or summaries change: an old index is then not reused
+    reader_version: int = 6  # bumped when notes or summaries change: an old index is then not reused
 
     def resolved(self, context_length: int) -> "ReadSettings":
         chunk = self.chunk_tokens or max(64, self.window // 4)
@@ -133,7 +138,8 @@ class Reader:
         start = index.first_unnoted_chunk()
         self.next = self.total if start is None else start
         self.notes: dict[int, list[tuple[int, str]]] = {}  # chapter -> [(chunk, gist)]
-        for n in index.notes():
+        noted = index.notes()
+        for n in noted:
             self.notes.setdefault(n.chapter, []).append((n.chunk, n.gist))
         self.chapter_text = {s.chapter: s.text for s in index.summaries("chapter")}
         self.partial: tuple[int, str] | None = None
@@ -141,12 +147,17 @@ class Reader:
         self.in_flight = 0  # jobs handed out by `advance` and not yet `complete`d
         self.book_wanted = not index.summaries("book")  # the book summary is forked once all else is done
         self.last_noted = self.next - 1
+        self.recent = [n.gist for n in noted][-RECENT_NOTES:]  # a note must not copy these ...
+        self.pinned = NO_SUMMARY  # ... nor the rolling summary pinned in the cache
         self.prompt = prompts.get("note").render() + engine.layout.assistant_open
+        self.leads: Counter[str] = Counter()  # names notes were started with (a passage naming nobody: the top)
+        self.avoid: tuple[Any, Any] = (None, None)  # (what it was made from, the n-gram dict forks share)
         self.stream = None
         if self.reading:
             rolling = index.latest_summary("rolling")
+            self.pinned = rolling.text if rolling else NO_SUMMARY
             self.stream = engine.stream(sinks=settings.sinks, window=settings.window, max_pinned=settings.max_pinned)
-            self.stream.start(self._system(rolling.text if rolling else NO_SUMMARY), self._intro())
+            self.stream.start(self._system(self.pinned), self._intro())
             self._refill()
 
     # ------------------------------------------------------------------ state
@@ -190,11 +201,13 @@ class Reader:
         self.due = []
         if self.reading:
             c = self.chunks[self.next]
-            lead = next(iter(names(c.text, top=1)), "")  # the note starts with the name the passage uses most
+            lead = lead_name(c.text) or next(iter(self.leads.most_common(1)), ("",))[0]
+            self.leads[lead] += bool(lead)
             prompt = self.prompt + prompts.get("note_prefill").render(name=lead).rstrip()
             before = self.stream.prefilled
             fork = self.stream.fork(prompt, self.settings.note_tokens, NOTE_STOP, recent=self.settings.note_context,
-                                    sentence=True, text=c.text)  # the chunk and its note prompt in one pass
+                                    sentence=True, text=c.text,  # the chunk and its note prompt in one pass
+                                    avoid=self._avoid())
             self.fed += self.stream.prefilled - before
             jobs.append(_Job("note", fork, chunk=c, lead=lead))
             self.next += 1
@@ -215,6 +228,14 @@ class Reader:
         made = summarize.book_fork(self.engine, self.index, self.doc.title,
                                    self.settings.window + self.settings.max_pinned, self.doc.text)
         return None if made is None else _Job("book", made[0], chunks=(0, self.total - 1), lead=made[1])
+
+    def _avoid(self) -> Any:
+        """The n-grams a note must not repeat: of the pinned summary and the last notes. One dict for all the
+        forks made until a note comes back, so the notes decoded together avoid each other's words too."""
+        key = (self.pinned, tuple(self.recent))
+        if self.avoid[0] != key:
+            self.avoid = (key, self.engine.ngrams([self.pinned, *self.recent]))
+        return self.avoid[1]
 
     def _summary_job(self, kind: str, chapter: int) -> _Job | None:
         from .. import summarize
@@ -254,6 +275,7 @@ class Reader:
                 gist = " ".join(c.text.split()[:25])
             self.index.add_note(c.ordinal, gist, chunk_tags(c.text, model_tags))
             self.notes.setdefault(c.chapter, []).append((c.ordinal, gist))
+            self.recent = [*self.recent, gist][-RECENT_NOTES:]
             self.last_noted = c.ordinal
             last_of_chapter = c.ordinal + 1 == self.total or self.chunks[c.ordinal + 1].chapter != c.chapter
             if last_of_chapter:
@@ -297,9 +319,9 @@ class Reader:
     def _repin(self) -> None:
         if self.stream is None:
             return
-        text = self.rolling_text()
-        self.index.add_summary("rolling", text, 0, max(self.last_noted, 0))
-        self.stream.repin(self._system(text), self._intro())
+        self.pinned = self.rolling_text()
+        self.index.add_summary("rolling", self.pinned, 0, max(self.last_noted, 0))
+        self.stream.repin(self._system(self.pinned), self._intro())
 
 
 def drive(readers: list[Reader], engine: Any, batch: int = 16, until_one_done: bool = False) -> Iterator[ReadEvent]:

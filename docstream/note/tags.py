@@ -104,6 +104,16 @@ def names(text: str, top: int = 8) -> list[str]:
     return [n for n, c in counts.most_common(top) if c >= 2]
 
 
+def lead_name(text: str) -> str:
+    """The name a passage uses most that also occurs mid-sentence after a lowercase word ("said the Time
+    Traveller"): a proper noun, not a heading ("VI The Sunset of Mankind") or a sentence opener ("However,")."""
+    flat = clean_text(text)
+    for name in names(text):
+        if re.search(rf"\b[a-z]+,?\s+{re.escape(name)}\b", flat):
+            return name
+    return ""
+
+
 def chunk_tags(text: str, model_tags: list[str]) -> list[tuple[str, str]]:
     """(tag, source) pairs before normalisation; the index normalises and deduplicates."""
     out = [(t, "model") for t in model_tags[:8]]

@@ -16,7 +16,10 @@ Design choices:
   (continuous batching: the fork's KV is written right-aligned at the current column, with its own mask and
   positions), else leaves the batch at once (`select`), so long rows do not drag finished ones along.
 - Greedy decoding with the same n-gram repeat block as `generate()`, so a batched note equals the note an
-  aside would have written (up to float rounding in the padded attention).
+  aside would have written (up to float rounding in the padded attention). A fork may also carry n-grams of
+  other texts to avoid (`Fork.avoid`): a note must not copy earlier notes or the pinned summary. Forks that
+  share one `avoid` dict add what they generate to it, so notes of one document decoded together do not
+  copy each other either.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ class Fork:
     max_new_tokens: int
     stop: tuple[str, ...] = ()
     sentence: bool = False  # stop after the first complete sentence
+    avoid: dict[tuple[int, ...], set[int]] | None = None  # n-grams of other texts not to repeat (`ngram_index`)
 
     @property
     def length(self) -> int:
@@ -148,11 +152,14 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
     def take(i: int, logits: torch.Tensor) -> int | None:
         """Pick fork i's next token; returns it when the row goes on (it must be fed), else None."""
         nonlocal generated
-        tid = int(block_repeats(logits, detoks[i].ids, no_repeat_ngram).argmax(-1))
+        tid = int(block_repeats(logits, detoks[i].ids, no_repeat_ngram, forks[i].avoid).argmax(-1))
         if tid in eos or len(detoks[i].ids) >= forks[i].max_new_tokens:
             return None
         out[i] += detoks[i].push(tid)
         generated += 1
+        ids, avoid = detoks[i].ids, forks[i].avoid
+        if avoid is not None and no_repeat_ngram > 0 and len(ids) >= no_repeat_ngram:  # shared: rows avoid
+            avoid.setdefault(tuple(ids[-no_repeat_ngram:-1]), set()).add(tid)  # each other's n-grams too
         done = detoks[i].stopped or len(detoks[i].ids) >= forks[i].max_new_tokens
         return None if done else tid
 

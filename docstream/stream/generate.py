@@ -59,13 +59,25 @@ def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Gen
     return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
 
 
-def block_repeats(logits: torch.Tensor, history: list[int], n: int) -> torch.Tensor:
+def ngram_index(ids: Sequence[int], n: int) -> dict[tuple[int, ...], set[int]]:
+    """{(n-1)-gram: the tokens that follow it in `ids`}: the n-grams an output must not repeat."""
+    out: dict[tuple[int, ...], set[int]] = {}
+    for i in range(len(ids) - n + 1):
+        out.setdefault(tuple(ids[i:i + n - 1]), set()).add(ids[i + n - 1])
+    return out
+
+
+def block_repeats(logits: torch.Tensor, history: list[int], n: int,
+                  avoid: dict[tuple[int, ...], set[int]] | None = None) -> torch.Tensor:
     """Forbid the tokens that would repeat an n-gram of `history` (logits (V,) or (1, V)); small greedy
-    models otherwise loop ("the story of the story of …"). n <= 0 disables it."""
-    if n <= 0 or len(history) < n:
+    models otherwise loop ("the story of the story of …"). `avoid` (from `ngram_index`) adds n-grams of
+    other texts: earlier notes, the pinned summary. n <= 0 disables it."""
+    if n <= 0 or len(history) < n - 1:
         return logits
     prefix = tuple(history[-(n - 1):]) if n > 1 else ()
     banned = [history[i + n - 1] for i in range(len(history) - n + 1) if tuple(history[i:i + n - 1]) == prefix]
+    if avoid:
+        banned += avoid.get(prefix, ())
     if banned:
         logits = logits.clone()
         logits[..., banned] = float("-inf")
