@@ -212,7 +212,7 @@ def test_read_and_batch_harnesses_end_to_end(home, tiny_dir, short_text, tmp_pat
     r = json.loads(run("bench", "read", short_text, "-m", tiny_dir, "--window", "256", "--batch", "4",
                        "--json").stdout)
     assert r["status"] == "done" and r["chunks"] > 2 and r["tokens"] > 0 and r["decode_tokens"] > 0
-    assert r["ratio"] == pytest.approx(r["read_s"] / r["prefill_s"], rel=0.05)
+    assert r["ratio"] > 1  # notes and summaries cost something on top of the bare prefill of the same chunks
     assert {"prefill", "decode"} <= set(r["seconds_in"])
     b = json.loads(run("bench", "batch", short_text, "--docs", "3", "--tokens", "200", "--width", "3",
                        "--window", "256", "-m", tiny_dir, "--json").stdout)
