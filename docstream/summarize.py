@@ -31,7 +31,7 @@ _SENT = re.compile(r"(?<=[.!?])\s+")
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
 _NUMBERED = re.compile(r"(?:^|(?<=[:.!?]\s))\d{1,2}[.)]\s+(?=\S)")  # "1. " opening a list item
 _BULLET = re.compile(r"(?:^|\s)[-•*]\s+(?=\S)")  # "- " items, once the text has a bulleted list
-_META = re.compile(r"\b(?:(?:the|this) passage|factual note|the note|(?:the|this) summary|the (?:original )?text|"
+_META = re.compile(r"\b(?:(?:the|this) passage|factual note|(?:the|this) summary|the (?:original )?text|"
                    r"the document|stop reading)\b", re.I)
 
 
