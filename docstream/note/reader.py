@@ -12,10 +12,10 @@ Design choices:
   a shorter fork decodes faster (the prompt itself was computed with the whole window).
 - A note is one sentence about someone: its answer is started with the name the chunk uses most (from the
   text itself), which keeps a 135M model on content instead of talk about "the passage" or "the note".
-  A passage that names nobody goes on with the name most notes started with (first-person narrators). A note may not repeat
-  any 4-gram of the last `RECENT_NOTES` notes, of the pinned rolling summary or of the notes decoded with
-  it: a 135M model otherwise copies them, and every note of a chapter reads the same ("X is introduced as a
-  mysterious and ancient ship"). Decoding stops at the first sentence end (or the line end, or `note_tokens`);
+  A passage that names nobody goes on with the name most notes started with (first-person narrators).
+  A note may not repeat any 4-gram of the last `RECENT_NOTES` notes, of the pinned rolling summary or of
+  the notes decoded with it: a 135M model otherwise copies them, and every note of a chapter reads the same
+  ("X is introduced as a mysterious and ancient ship"). Decoding stops at the first sentence end (or the line end, or `note_tokens`);
   YAKE keywords and repeated capitalised names are added as tags (no download, deterministic).
 - Summaries are forks too, decoded with a later batch of notes once `SUMMARY_BATCH` are waiting (they run longer
   than notes, so their extra steps are shared): at each chapter end a
@@ -202,7 +202,8 @@ class Reader:
         if self.reading:
             c = self.chunks[self.next]
             lead = lead_name(c.text) or next(iter(self.leads.most_common(1)), ("",))[0]
-            self.leads[lead] += bool(lead)
+            if lead:
+                self.leads[lead] += 1
             prompt = self.prompt + prompts.get("note_prefill").render(name=lead).rstrip()
             before = self.stream.prefilled
             fork = self.stream.fork(prompt, self.settings.note_tokens, NOTE_STOP, recent=self.settings.note_context,
