@@ -82,12 +82,14 @@ def bench_summary(data: Annotated[Optional[Path], typer.Option(
                   out: Annotated[Path, typer.Option(help="Output folder (texts/, summary.json).")]
                   = Path("bench-out/summary"),
                   window: Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")] = 2048,
+                  words: Annotated[int, typer.Option(help="Target words of every method's summary.")] = 120,
                   jobs: Annotated[int, typer.Option(help="Cells run in parallel worker processes.")] = 1,
                   model: Model = None, json_out: Json = False) -> None:
     """Plot summaries of SQuALITY stories by docstream, truncate and stream: ROUGE, faithfulness, coverage."""
     from .bench import summary as sb
 
-    res = sb.run(data, stories=stories, methods=_csv(methods), model=model, window=window, out=out, jobs=jobs)
+    res = sb.run(data, stories=stories, methods=_csv(methods), model=model, window=window, words=words, out=out,
+                 jobs=jobs)
     sb.print_report(res, as_json=json_out)
 
 

@@ -12,7 +12,8 @@ Design choices:
   bytes in the first 64 KB (PNG, zip, PDF streams, executables…).
 - Project Gutenberg files: `body_start`/`body_end` are the text between the `*** START OF THE/THIS PROJECT
   GUTENBERG EBOOK … ***` and `*** END OF … ***` lines (the marker lines themselves are excluded); otherwise the
-  whole text. The licence header and footer stay in `text`, so offsets match the file on disk.
+  whole text, less the transcriber's credit lines it opens with ("Produced by …"). The licence header and footer
+  stay in `text`, so offsets match the file on disk.
 - `line_of()` uses a precomputed `array('q')` of line-start offsets and `bisect`: '\\n' and '\\r\\n' end a line
   (a lone '\\r' does not). A 50 MB file without newlines costs the text plus one entry.
 - One loader per format, chosen through `LOADERS` (suffix → function). Unknown suffixes are read as text only
@@ -48,6 +49,10 @@ _GUTENBERG_START = re.compile(
     r"^[ \t]*\*{3}[ \t]*START OF (?:THE |THIS )?PROJECT GUTENBERG E-?BOOK[^\r\n]*(?:\r?\n|$)", re.M | re.I)
 _GUTENBERG_END = re.compile(r"^[ \t]*\*{3}[ \t]*END OF (?:THE |THIS )?PROJECT GUTENBERG E-?BOOK", re.M | re.I)
 _GUTENBERG_TITLE = re.compile(r"^Title:[ \t]*(\S[^\r\n]*?)[ \t]*\r?$", re.M)
+# Credits a transcriber put above a text that has no Gutenberg header ("Produced by …", "Distributed
+# Proofreading Team at http://www.pgdp.net"): not part of the work, so not read.
+_CREDIT_LINES = re.compile(r"\A(?:[ \t]*(?:\r?\n|(?:Produced by|E-?text prepared by|Distributed Proofreading|"
+                           r"Transcribed by|https?://)[^\r\n]*(?:\r?\n|\Z)))+", re.I)
 _MD_TITLE = re.compile(r"^[ ]{0,3}#[ \t]+(\S[^\r\n]*?)[ \t#]*\r?$", re.M)
 
 
@@ -192,6 +197,8 @@ def _make(path: Path, raw: bytes, text: str, encoding: str, warnings: list[str],
                          'text')
     span = gutenberg_body(text)
     start, end = span if span else (0, len(text))
+    if not span and (credit := _CREDIT_LINES.match(text)) and text[credit.end():].strip():
+        start = credit.end()
     if span and end == len(text):
         warnings.append(f'"{path.name}" has a Project Gutenberg START line but no END line; read to the end')
     title = title_of(text, start) or path.stem

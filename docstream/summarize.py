@@ -18,16 +18,18 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from . import prompts
 from .note.tags import join_lead, names
 
 LENGTHS = {"short": 60, "medium": 120, "long": 250}
+PART_WORDS = 25  # one part of a book summary: a sentence, what a 135M model writes without looping
 CHAPTER_PREFILL = "In this chapter,"
 BOOK_PREFILL = "In this story,"
 STOP = ("<|im_end|>", "<|endoftext|>", "\n\n")
-_SENT = re.compile(r"(?<=[.!?])\s+")
+_SENT = re.compile(r"(?<=[.!?])(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)\s+")  # not "Mr. Darcy"
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
 _NUMBERED = re.compile(r"(?:^|(?<=[:.!?]\s))\d{1,2}[.)]\s+(?=\S)")  # "1. " opening a list item
 _BULLET = re.compile(r"(?:^|\s)[-•*]\s+(?=\S)")  # "- " items, once the text has a bulleted list
@@ -139,40 +141,96 @@ def chapter_fork(engine: Any, title: str, chapter: str, notes: list[str], max_ne
     return engine.prompt_fork(_system(), prompt, max_new_tokens, stop=STOP, prefill=start), start
 
 
-def _book_render(title: str, words: int, people: list[str]) -> Callable[[list[str]], str]:
-    named = f"The people named most often in it: {', '.join(people)}.\n" if people else ""
+def book_groups(texts: list[str], words: int) -> list[list[str]]:
+    """The book's in-order inputs split into consecutive runs of about equal length, one per part of the
+    summary: `round(words / PART_WORDS)` parts (at least 1, at most one per input)."""
+    k = max(1, min(len(texts), round(words / PART_WORDS)))
+    sizes = [len(t.split()) + 1 for t in texts]
+    total, groups, run = sum(sizes), [[] for _ in range(k)], 0
+    for t, n in zip(texts, sizes):
+        groups[min(k - 1, int((run + n / 2) * k / total))].append(t)  # by where the text's middle falls
+        run += n
+    out = [g for g in groups if g]
+    assert sum(map(len, out)) == len(texts)
+    return out
 
+
+def _place(i: int, k: int) -> str:
+    return "the story" if k == 1 else "the beginning" if i == 0 else "the end" if i == k - 1 else "the middle"
+
+
+def _part_render(title: str, words: int, place: str) -> Callable[[list[str]], str]:
     def render(items: list[str]) -> str:
-        return prompts.get("merge_summary").render(title=title, words=words, people=named,
+        return prompts.get("merge_summary").render(title=title, words=words, place=place,
                                                    summaries="\n".join(f"- {s}" for s in items))
     return render
 
 
+def part_prefill(i: int, k: int, group: list[str], people: list[str]) -> str:
+    """How part i of k starts: "In this story, <main person>", "Then <name>", "In the end, <name>" — a small
+    model then tells what that person does, and the parts read in order."""
+    if i == 0:
+        return f"{BOOK_PREFILL} {people[0] if people else ''}".strip()
+    name = next(iter(names(" ".join(group), top=1)), "")
+    return f"{'In the end,' if i == k - 1 else 'Then'} {name}".strip()
+
+
+@dataclass
+class Part:
+    """One part of a book summary: its prompt renderer, inputs, the words it starts with, its token cap."""
+    render: Callable[[list[str]], str]
+    inputs: list[str]
+    start: str
+    cap: int
+
+
+def book_parts(index: Any, title: str, words: int, source: str) -> list[Part]:
+    """The parts of a `words`-long book summary, in order."""
+    groups = book_groups(book_inputs(index), words)
+    people, each = main_people(index, source), words // len(groups)
+    return [Part(_part_render(title, each, _place(i, len(groups))), g, part_prefill(i, len(groups), g, people),
+                 _tokens_for_words(each)) for i, g in enumerate(groups)]
+
+
+def ground_part(engine: Any, part: Part, text: str, source: str) -> str:
+    """A decoded part (or merge) grounded; if nothing survives, its leading inputs stand in."""
+    return grounded(join_lead(part.start, text), source, fallback=_first(engine, part.inputs, part.cap))
+
+
+def join_parts(parts: list[str]) -> str:
+    """The book summary: its grounded parts in order, each ending a sentence, a sentence repeated across
+    parts kept once."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for part in parts:
+        part = part.strip()
+        if part and not re.search(r"[.!?][\"'’”)]*$", part):
+            part += "."  # a fallback that stops mid-sentence must not run into the next part
+        for sent in _SENT.split(part):
+            key = re.sub(r"\W+", " ", sent.lower()).strip()
+            if key and key not in seen:
+                seen.add(key)
+                out.append(sent)
+    return " ".join(out)
+
+
 def book_summary(engine: Any, index: Any, title: str, words: int, window: int, source: str) -> str:
-    """Merge the index's `book_inputs` hierarchically; its `main_people` are named in every merge prompt, and
-    every merge starts with `book_prefill`."""
-    people = main_people(index, source)
-    return reduce(engine, book_inputs(index), _book_render(title, words, people),
-                  _tokens_for_words(words), window, source, prefill=book_prefill(people))
+    """A `words`-long summary as parts in order (`book_parts`), each merged hierarchically (`reduce`): a
+    135M model writes two good sentences but loops over two hundred words."""
+    return join_parts([reduce(engine, p.inputs, p.render, p.cap, window, source, prefill=p.start)
+                       for p in book_parts(index, title, words, source)])
 
 
-def book_fork(engine: Any, index: Any, title: str, window: int, source: str) -> tuple[Any, str] | None:
-    """The medium book summary as one fork (decoded later, batched) and the words it starts with, or None
-    when its inputs need more than one merge (then `book_summary`). Ground the decoded text with
-    `grounded(join_lead(start, text), source, book_inputs(index))` as `reduce` does."""
-    max_new = _tokens_for_words(LENGTHS["medium"])
-    people = main_people(index, source)
-    prompt = _book_render(title, LENGTHS["medium"], people)(book_inputs(index))
-    if engine.count(prompt) > window - max_new:
-        return None
-    start = book_prefill(people)
-    return engine.prompt_fork(_system(), prompt, max_new, stop=STOP, prefill=start), start
-
-
-def book_prefill(people: list[str]) -> str:
-    """"In this story," and the main person: the summary then tells what they do (a bare name only made the
-    135M model go on listing names)."""
-    return f"{BOOK_PREFILL} {people[0] if people else ''}".strip()
+def book_forks(engine: Any, index: Any, title: str, window: int, source: str) -> list[tuple[Any, Part]] | None:
+    """The medium book summary's parts as forks (decoded later, batched); None when a part needs a
+    hierarchical merge (then `book_summary`). Finish each decoded part with `ground_part`, then `join_parts`."""
+    out = []
+    for p in book_parts(index, title, LENGTHS["medium"], source):
+        prompt = p.render(p.inputs)
+        if engine.count(prompt) > window - p.cap:
+            return None
+        out.append((engine.prompt_fork(_system(), prompt, p.cap, stop=STOP, prefill=p.start), p))
+    return out
 
 
 def main_people(index: Any, source: str, n: int = 8) -> list[str]:

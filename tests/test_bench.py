@@ -163,9 +163,9 @@ def test_rouge_max_and_mean_over_references():
 
 
 # ---------------------------------------------------------------------------------------------- summary: harness
-def _story(title: str, names: list[str]) -> str:
+def _story(title: str, names: list[str], credit: str = "") -> str:
     a, b, c = names
-    lines = [title, "", f"By {a.upper()} WRITER", ""]
+    lines = [credit, title, "", f"By {a.upper()} WRITER", ""] if credit else [title, "", f"By {a.upper()} WRITER", ""]
     for i in range(25):
         lines.append(f"On day {i}, {a} walked to the harbor with {b}. They talked about the ship, and {c} listened "
                      f"from the deck while the gulls circled overhead.")
@@ -179,7 +179,8 @@ def test_summary_harness_end_to_end(home, tiny_dir, tmp_path):
                                         ("Signals From Venus", ["Dorn", "Kessa", "Pell"])]):
         refs = [{"response_text": f"{names[0]} and {names[1]} talk about a ship while {names[2]} listens. ({k})"}
                 for k in range(4)]
-        rows.append({"metadata": {"passage_id": str(100 + i)}, "document": _story(title, names),
+        credit = "Produced by Greg Weeks, Mary Meehan and the Online" if i else ""  # not the title
+        rows.append({"metadata": {"passage_id": str(100 + i)}, "document": _story(title, names, credit),
                      "questions": [{"question_text": "What is the plot of the story?", "question_number": 1,
                                     "responses": refs},
                                    {"question_text": "Who is Mara?", "question_number": 2, "responses": refs[:1]}]})
@@ -199,8 +200,9 @@ def test_summary_harness_end_to_end(home, tiny_dir, tmp_path):
     assert set(result["table"]) == set(sb.METHODS)
     assert any((out / "texts").glob("*/The Harbor Ship.txt"))  # the title names the file
     one = json.loads(run("bench", "summary", "--data", data, "--stories", "1", "--methods", "truncate",
-                         "--out", tmp_path / "out1", "-m", tiny_dir, "--window", "512", "--json").stdout)
-    assert len(one["rows"]) == 1 and one["rows"][0]["method"] == "truncate"
+                         "--out", tmp_path / "out1", "-m", tiny_dir, "--window", "512", "--words", "40",
+                         "--json").stdout)
+    assert len(one["rows"]) == 1 and one["rows"][0]["method"] == "truncate" and one["words"] == 40
     run("bench", "summary", "--data", data, "--methods", "nope", "--out", tmp_path / "o2", code=2)
 
 

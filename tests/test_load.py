@@ -152,6 +152,16 @@ def test_gutenberg_start_without_end_reads_to_end(tmp_path):
     assert d.body == "body\n" and d.warnings and "no END line" in d.warnings[0]
 
 
+def test_transcriber_credits_above_a_headerless_text_are_not_read(tmp_path):
+    text = ("Produced by Greg Weeks, Mary Meehan and the Online\r\nDistributed Proofreading Team at "
+            "http://www.pgdp.net\r\n\r\nDoorway to Kal-Jmar\r\nBy Stuart Fleming\r\nThe tall man loitered.\r\n")
+    d = load(write(tmp_path, "k.txt", text))
+    assert d.body.startswith("Doorway to Kal-Jmar") and d.text == text  # offsets still index the file
+    assert load(write(tmp_path, "only.txt", "Produced by Nobody\n")).body == "Produced by Nobody\n"  # all credit: keep
+    mid = "Story.\nProduced by the Royal Theatre in 1901.\n"
+    assert load(write(tmp_path, "mid.txt", mid)).body == mid  # only the lines the file opens with
+
+
 def test_markdown_title_and_stem_fallback(tmp_path):
     assert load(write(tmp_path, "notes.md", "intro\n\n# The Real Title\n\ntext\n")).title == "The Real Title"
     assert load(write(tmp_path, "plain.txt", "just text\n")).title == "plain"

@@ -61,8 +61,29 @@ def test_summaries_start_with_the_main_name():
     notes = ["Alice follows the White Rabbit.", "Alice falls down a hole.", "The Rabbit is late."]
     assert summarize.chapter_prefill(notes) == "In this chapter, Alice"
     assert summarize.chapter_prefill(["it rains all day."]) == "In this chapter,"
-    assert summarize.book_prefill(["Retief", "Georges"]) == "In this story, Retief"
-    assert summarize.book_prefill([]) == "In this story,"
+    group = ["Magnan frowns at Retief.", "Magnan leaves."]
+    assert summarize.part_prefill(0, 3, group, ["Retief", "Georges"]) == "In this story, Retief"
+    assert summarize.part_prefill(0, 1, group, []) == "In this story,"
+    assert summarize.part_prefill(1, 3, group, ["Retief"]) == "Then Magnan"
+    assert summarize.part_prefill(2, 3, group, ["Retief"]) == "In the end, Magnan"
+
+
+@pytest.mark.parametrize("n, words, parts", [(14, 120, 5), (14, 250, 10), (14, 60, 2), (2, 250, 2), (1, 60, 1)])
+def test_a_book_summary_has_one_part_per_25_words_each_from_a_run_of_its_inputs(n, words, parts):
+    texts = [f"Note {i} " + "word " * (5 + 7 * (i % 3)) for i in range(n)]
+    groups = summarize.book_groups(texts, words)
+    assert len(groups) == parts
+    assert [t for g in groups for t in g] == texts  # every input once, in order
+    sizes = [sum(len(t.split()) for t in g) for g in groups]
+    assert max(sizes) - min(sizes) <= max(len(t.split()) for t in texts) + 1  # runs of about equal length
+
+
+def test_joined_parts_end_their_sentences_and_do_not_repeat():
+    parts = ["In this story, Pete laughed. Gus left.", "Then Gus went home to Earth", "In the end, Gus left."]
+    assert summarize.join_parts(parts) == ("In this story, Pete laughed. Gus left. Then Gus went home to Earth. "
+                                           "In the end, Gus left.")
+    assert summarize.join_parts(["Gus left.", "", "Gus  left."]) == "Gus left."
+    assert summarize.join_parts(["Then Mr. Darcy came.", "Then Mr. Darcy came."]) == "Then Mr. Darcy came."
 
 
 def test_notes_start_with_the_name_their_chunk_uses_most(home, tiny_dir, short_text):

@@ -3,15 +3,18 @@
 Design choices:
 - Data: SQuALITY jsonl rows `{metadata, document, questions: [{question_text, question_number, responses:
   [{response_text}]}]}`; the references are the responses to question 1, "What is the plot of the story?"
-  (4 per story). Each story is written to OUT/texts/<sha256[:16]>/<title>.txt (its first line is its title,
-  which docstream uses as the document title); docstream keys its index by content, so re-runs reuse reads.
-- Methods, one model, one run:
-    docstream - `docstream.open(path).summary(level="book")`: read (notes, chapter summaries), then the stored
-                hierarchical book summary (medium length, grounded by the product itself);
+  (4 per story). Each story is written to OUT/texts/<sha256[:16]>/<title>.txt (its title is its first line that
+  is not a transcriber's credit; docstream uses the file name as the document title); docstream keys its
+  index by content, so re-runs reuse reads.
+- Methods, one model, one run, one target length (`--words`, default 120 = `--length medium`; the SQuALITY
+  references average 418 words):
+    docstream - `docstream.open(path).summary(level="book", words=N)`: read (notes, chapter summaries), then
+                the hierarchical book summary (the stored one at the default 120 words = `medium`; grounded by
+                the product itself);
     truncate  - the first window of the story in a bare sink cache, then `prompts/bench_summary.txt`;
     stream    - the whole story streamed through the same bare sink cache (StreamingLLM), then the same prompt.
   The two baselines mirror `answer._bare` (the `ask --mode stream|truncate` baselines) with a summary prompt
-  worded like `merge_summary.txt` and the book summary's token cap and stop strings; their output is NOT passed
+  asking for the whole plot in order, with the same word target, token cap and stop strings; their output is NOT passed
   through docstream's `grounded()` filter (that filter is part of the docstream method).
 - Metrics: ROUGE-1/2/L F1 (`rouge-score`, use_stemmer=True) against each reference: max over references (the
   headline) and mean over references, then the mean over stories.
@@ -61,9 +64,13 @@ def default_data() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- data
+_CREDIT = re.compile(r"^(?:produced by|distributed proofreading|e-?text prepared|transcriber|\[|https?:)", re.I)
+
+
 def _title(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
+    """The story's first line that is not a transcriber's credit ("Produced by ...")."""
+    for line in text.splitlines()[:40]:
+        if line.strip() and not _CREDIT.match(line.strip()):
             return " ".join(line.split())
     return "story"
 
@@ -213,13 +220,12 @@ def aggregate(rows: list[dict], methods: list[str]) -> dict[str, dict[str, Any]]
 
 
 # ---------------------------------------------------------------------------------------------- methods
-def bare_summary(doc: Any, mode: str, words: int | None = None) -> str:
+def bare_summary(doc: Any, mode: str, words: int) -> str:
     """The baselines: the story's first window (`truncate`) or the whole story (`stream`) in a bare sink
     cache, then the summary prompt; as `answer._bare`, with the book summary's token cap and stop strings."""
     from .. import prompts
-    from ..summarize import LENGTHS, STOP, _tokens_for_words
+    from ..summarize import STOP, _tokens_for_words
 
-    words = words or LENGTHS["medium"]
     engine, s, src = doc.engine, doc.settings, doc.source
     max_new = _tokens_for_words(words)
     stream = engine.stream(sinks=s.sinks, window=s.window, max_pinned=s.max_pinned)
@@ -251,9 +257,9 @@ def run_cell(spec: dict) -> dict:
             t = time.perf_counter()
             doc.ensure_read()
             res["read_seconds"] = round(time.perf_counter() - t, 2)
-            text = doc.summary(level="book")
+            text = doc.summary(level="book", words=spec["words"])
         else:
-            text = bare_summary(doc, spec["method"])
+            text = bare_summary(doc, spec["method"], spec["words"])
         res["summary"] = " ".join(str(text).split())
     except Exception as exc:  # one failed cell must not lose a long run
         res.update(summary="", error=f"{exc.__class__.__name__}: {exc}")
@@ -263,8 +269,8 @@ def run_cell(spec: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- the run
 def run(data: str | Path | None = None, stories: int | None = None, methods: list[str] | tuple[str, ...] = METHODS,
-        model: str | None = None, window: int = 2048, out: str | Path = "bench-out/summary", jobs: int = 1,
-        progress: bool = True) -> dict:
+        model: str | None = None, window: int = 2048, words: int = 120, out: str | Path = "bench-out/summary",
+        jobs: int = 1, progress: bool = True) -> dict:
     """Summarise every story by every method; writes OUT/summary.json and returns it."""
     from ..model import model_name
 
@@ -277,6 +283,8 @@ def run(data: str | Path | None = None, stories: int | None = None, methods: lis
         raise SettingsError("--stories must be at least 1")
     if jobs < 1:
         raise SettingsError("--jobs must be at least 1")
+    if words < 10:
+        raise SettingsError("--words must be at least 10")
     t_start = time.perf_counter()
     items = load_stories(data, stories)
     out_dir = Path(out)
@@ -287,11 +295,13 @@ def run(data: str | Path | None = None, stories: int | None = None, methods: lis
         info.append({"story": i, "id": st["id"], "title": st["title"], "path": str(path), "chars": len(st["text"]),
                      "references": len(st["references"]), "top_names": top_names(st["text"])})
         for m in methods:
-            specs.append({"story": i, "method": m, "path": str(path), "model": model, "window": window})
+            specs.append({"story": i, "method": m, "path": str(path), "model": model, "window": window,
+                          "words": words})
     cost = {"docstream": 0, "stream": 1, "truncate": 2}
     specs.sort(key=lambda s: (cost[s["method"]], -info[s["story"]]["chars"]))
     result: dict[str, Any] = {
-        "data": str(data or default_data()), "model": model_name(model), "window": window, "methods": methods,
+        "data": str(data or default_data()), "model": model_name(model), "window": window, "words": words,
+        "methods": methods,
         "stories": info, "jobs": jobs, "torch_threads_per_job": threads_per_job(jobs) if jobs > 1 else None,
         "cores": cores(), "load_avg_start": round(os.getloadavg()[0], 2), "complete": False, "rows": []}
     json_path = out_dir / "summary.json"
@@ -331,7 +341,8 @@ def run(data: str | Path | None = None, stories: int | None = None, methods: lis
 def format_table(result: dict) -> str:
     cols = [("R-1", "rouge1"), ("R-2", "rouge2"), ("R-L", "rougeL"), ("R-L mean", "rougeL_mean"),
             ("faithful", "faithfulness"), ("coverage", "coverage"), ("words", "words"), ("s/story", "seconds")]
-    lines = [f"summary: {result['model']}, window {result['window']}, {len(result['stories'])} stories, "
+    lines = [f"summary: {result['model']}, window {result['window']}, {result.get('words', 120)} words asked, "
+             f"{len(result['stories'])} stories, "
              f"{result.get('seconds', 0):.0f} s (jobs {result['jobs']}); ROUGE F1 = max over references "
              "(R-L mean = mean over references), averaged over stories",
              f"{'method':<10}" + "".join(f"{h:>10}" for h, _ in cols)]

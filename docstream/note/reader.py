@@ -28,9 +28,9 @@ Design choices:
 - Many documents read in lockstep (`drive` with several `Reader`s): each has its own stream; their forks
   share the batched decode. At the end, a decode waits until no reader can fork anything more, and book
   summaries wait for the other readers' last chapter summaries: every row of the long final decodes is used.
-- The book summary is a fork too, once every chapter summary is in (documents read together share its
-  decode); when its inputs need more than one merge, or chapter summaries are missing after a resume,
-  `finish` merges hierarchically (`summarize`) instead.
+- The book summary's parts (`summarize.book_parts`) are forks too, once every chapter summary is in
+  (documents read together share their decode); when a part's inputs need more than one merge, or chapter
+  summaries are missing after a resume, `finish` merges hierarchically (`summarize`) instead.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class ReadSettings:
     summary_tokens: int = 96
     max_pinned: int = 320
     note_context: int = 0  # window tokens a note is decoded from (0 = one chunk: the chunk just read)
-    reader_version: int = 6  # bumped when notes or summaries change: an old index is then not reused
+    reader_version: int = 7  # bumped when notes or summaries change: an old index is then not reused
 
     def resolved(self, context_length: int) -> "ReadSettings":
         chunk = self.chunk_tokens or max(64, self.window // 4)
@@ -112,12 +112,13 @@ class ReadEvent:
 
 @dataclass
 class _Job:
-    kind: str  # note | chapter | partial | book
+    kind: str  # note | chapter | partial | book (one part of it)
     fork: Any
     chunk: Any = None  # the chunk row, for notes
     chapter: int = -1  # for summaries
     chunks: tuple[int, int] = (0, 0)  # chunk span a summary covers
-    lead: str = ""  # words the output was started with (part of its prompt, so not in the decoded text)
+    lead: Any = ""  # words the output was started with (part of its prompt, so not in the decoded text);
+    # for a book summary part, its `summarize.Part`
 
 
 def _chapter_label(chunk: Any) -> str:
@@ -146,6 +147,7 @@ class Reader:
         self.due: list[tuple[str, int]] = []  # summaries to fork at the next advance
         self.in_flight = 0  # jobs handed out by `advance` and not yet `complete`d
         self.book_wanted = not index.summaries("book")  # the book summary is forked once all else is done
+        self.book_parts: list[str | None] = []  # its parts as they are decoded
         self.last_noted = self.next - 1
         self.recent = [n.gist for n in noted][-RECENT_NOTES:]  # a note must not copy these ...
         self.pinned = NO_SUMMARY  # ... nor the rolling summary pinned in the cache
@@ -214,21 +216,23 @@ class Reader:
             self.next += 1
         elif self.book_wanted and not self.due and not self.in_flight and not jobs:
             self.book_wanted = False
-            if (job := self._book_job()) is not None:
-                jobs.append(job)
+            jobs += self._book_jobs()
         self.in_flight += len(jobs)
         return jobs
 
-    def _book_job(self) -> _Job | None:
-        """The book summary as a fork, so that documents read together decode theirs together; None leaves it
-        to `finish` (chapter summaries missing after a resume, or inputs that need a hierarchical merge)."""
+    def _book_jobs(self) -> list[_Job]:
+        """The book summary's parts as forks, so that documents read together decode theirs together; none
+        leaves it to `finish` (chapter summaries missing after a resume, or parts that need a hierarchical
+        merge)."""
         from .. import summarize
 
         if not self.notes or set(self.notes) - set(self.chapter_text):
-            return None
-        made = summarize.book_fork(self.engine, self.index, self.doc.title,
-                                   self.settings.window + self.settings.max_pinned, self.doc.text)
-        return None if made is None else _Job("book", made[0], chunks=(0, self.total - 1), lead=made[1])
+            return []
+        made = summarize.book_forks(self.engine, self.index, self.doc.title,
+                                    self.settings.window + self.settings.max_pinned, self.doc.text) or []
+        self.book_parts = [None] * len(made)
+        return [_Job("book", fork, chapter=i, chunks=(0, self.total - 1), lead=part)
+                for i, (fork, part) in enumerate(made)]
 
     def _avoid(self) -> Any:
         """The n-grams a note must not repeat: of the pinned summary and the last notes. One dict for all the
@@ -264,9 +268,11 @@ class Reader:
         from .. import summarize
 
         self.in_flight -= 1
-        if job.kind == "book":
-            book = summarize.grounded(join_lead(job.lead, text), self.doc.text,
-                                      fallback=summarize.book_inputs(self.index))
+        if job.kind == "book":  # one part (job.chapter) of it; stored once all parts are in
+            self.book_parts[job.chapter] = summarize.ground_part(self.engine, job.lead, text, self.doc.text)
+            if any(p is None for p in self.book_parts):
+                return []
+            book = summarize.join_parts(self.book_parts)
             self.index.add_summary("book", book, *job.chunks)
             return [self.event("book", self.total, "", book)]
         if job.kind == "note":
