@@ -1,7 +1,11 @@
 """Summaries: rolling (while reading), per chapter, and for the whole book — hierarchical, never truncated.
 
 Design choices:
-- Chapter summaries are made from the chapter's notes; the book summary from the chapter summaries.
+- Chapter summaries are made from the chapter's notes. The book summary is *parts in order*: its inputs
+  (the chapter summaries, or the notes of a book with fewer than 3 chapters) are split into consecutive runs
+  of about equal length, one per `PART_WORDS` words asked for, and each run is told in a sentence started
+  "In this story, <main person>" / "Then <name>" / "In the end, <name>". A 135M model writes one good
+  sentence; asked for one 120-word paragraph it loops and drifts into talk about the text.
 - `reduce()` is the one hierarchical merge: it packs consecutive texts into groups whose *whole prompt* fits
   the window (prompt + output ≤ window), summarises each group into a part short enough that two parts
   merge within the window, and repeats until everything fits one last prompt. No input is ever cut; a
@@ -10,8 +14,9 @@ Design choices:
 - Grounding: a small model invents. Every generated summary passes `grounded()`: sentences naming someone
   or something (a capitalised word mid-sentence) that does not occur in the document are dropped, and so are
   repeated sentences. If nothing survives, the summary falls back to the source sentences themselves.
-- Lengths: `short|medium|long` map to word targets; `--words N` overrides. The book summary stored by the
-  reading pass is the `medium` one; other lengths are made on demand from the stored chapter summaries.
+- Lengths: `short|medium|long` map to word targets (2, 5 and 10 parts); `--words N` overrides. The book
+  summary stored by the reading pass is the `medium` one; other lengths are made on demand from the stored
+  chapter summaries and notes.
 """
 from __future__ import annotations
 
@@ -90,7 +95,7 @@ def reduce(engine: Any, texts: list[str], render: Callable[[list[str]], str], ma
         if on_merge:
             on_merge(n, cap)
         out = engine.complete_text(_system(), prompt, cap, stop=STOP, prefill=prefill)
-        return grounded(join_lead(prefill, out), source, fallback=_first(engine, group, cap))
+        return ground_part(engine, Part(render, group, prefill, cap), out, source)
 
     level, depth = list(texts), 0
     while engine.count(render(level)) + max_new_tokens > window:
@@ -193,7 +198,7 @@ def book_parts(index: Any, title: str, words: int, source: str) -> list[Part]:
 
 
 def ground_part(engine: Any, part: Part, text: str, source: str) -> str:
-    """A decoded part (or merge) grounded; if nothing survives, its leading inputs stand in."""
+    """A decoded part (or any merge) grounded; if nothing survives, its leading inputs stand in."""
     return grounded(join_lead(part.start, text), source, fallback=_first(engine, part.inputs, part.cap))
 
 
@@ -216,7 +221,7 @@ def join_parts(parts: list[str]) -> str:
 
 def book_summary(engine: Any, index: Any, title: str, words: int, window: int, source: str) -> str:
     """A `words`-long summary as parts in order (`book_parts`), each merged hierarchically (`reduce`): a
-    135M model writes two good sentences but loops over two hundred words."""
+    135M model writes one good sentence but loops over two hundred words."""
     return join_parts([reduce(engine, p.inputs, p.render, p.cap, window, source, prefill=p.start)
                        for p in book_parts(index, title, words, source)])
 
