@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import prompts
-from .note.tags import join_lead, names
+from .note.tags import join_lead, lead_name, names
 
 LENGTHS = {"short": 60, "medium": 120, "long": 250}
 PART_WORDS = 25  # one part of a book summary: a sentence, what a 135M model writes without looping
@@ -39,7 +39,7 @@ _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
 _NUMBERED = re.compile(r"(?:^|(?<=[:.!?]\s))\d{1,2}[.)]\s+(?=\S)")  # "1. " opening a list item
 _BULLET = re.compile(r"(?:^|\s)[-•*]\s+(?=\S)")  # "- " items, once the text has a bulleted list
 _META = re.compile(r"\b(?:(?:the|this) passage|factual note|(?:the|this) summary|the (?:original )?text|"
-                   r"the document|stop reading)\b", re.I)
+                   r"the document|stop reading|(?:in )?about \d+ words)\b", re.I)
 
 
 def _system() -> str:
@@ -70,8 +70,8 @@ def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
         seen.add(key)
         keep.append(sent)
     out = " ".join(keep).strip()
-    if not out and fallback:
-        out = " ".join(fallback[:3])
+    if not out and fallback:  # the source sentences, grounded too when that leaves anything
+        out = grounded(" ".join(fallback[:3]), source) or " ".join(fallback[:3])
     return out
 
 
@@ -176,7 +176,7 @@ def part_prefill(i: int, k: int, group: list[str], people: list[str]) -> str:
     model then tells what that person does, and the parts read in order."""
     if i == 0:
         return f"{BOOK_PREFILL} {people[0] if people else ''}".strip()
-    name = next(iter(names(" ".join(group), top=1)), "")
+    name = lead_name(" ".join(group))  # a proper noun used mid-sentence, not a heading ("Contempt of That")
     return f"{'In the end,' if i == k - 1 else 'Then'} {name}".strip()
 
 

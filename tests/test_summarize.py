@@ -45,6 +45,9 @@ def test_grounded_drops_invented_names_lists_and_talk_about_the_text():
     dashes = "Pete - a man of Mars - laughed in 1984. The end."
     assert summarize.grounded(dashes, SOURCE) == dashes  # a dash inside a sentence is not a list
     assert summarize.grounded("Then Zorblax wins.", SOURCE, fallback=["Gus went home."]) == "Gus went home."
+    assert summarize.grounded("Then Zorblax wins.", SOURCE,  # a fallback is grounded too
+                              fallback=["The passage is short. Gus went home."]) == "Gus went home."
+    assert summarize.grounded("Gus left Mars in about 24 words. Pete laughed.", SOURCE) == "Pete laughed."
 
 
 @pytest.mark.parametrize("lead, text, expected", [
@@ -61,11 +64,13 @@ def test_summaries_start_with_the_main_name():
     notes = ["Alice follows the White Rabbit.", "Alice falls down a hole.", "The Rabbit is late."]
     assert summarize.chapter_prefill(notes) == "In this chapter, Alice"
     assert summarize.chapter_prefill(["it rains all day."]) == "In this chapter,"
-    group = ["Magnan frowns at Retief.", "Magnan leaves."]
+    group = ["Magnan frowns at Retief.", "Then Retief shouts at Magnan.", "Magnan leaves."]
     assert summarize.part_prefill(0, 3, group, ["Retief", "Georges"]) == "In this story, Retief"
     assert summarize.part_prefill(0, 1, group, []) == "In this story,"
     assert summarize.part_prefill(1, 3, group, ["Retief"]) == "Then Magnan"
     assert summarize.part_prefill(2, 3, group, ["Retief"]) == "In the end, Magnan"
+    heading = ["Contempt of That is the title.", "Contempt of That, a story."]  # a heading, not a person
+    assert summarize.part_prefill(1, 3, heading, ["Retief"]) == "Then"
 
 
 @pytest.mark.parametrize("n, words, parts", [(14, 120, 5), (14, 250, 10), (14, 60, 2), (2, 250, 2), (1, 60, 1)])
