@@ -2,6 +2,8 @@
 outputs are started with the name the text uses most. The tiny random Llama writes nonsense: the merge
 tests assert the machinery (sizes, levels), the grounding tests use fixed strings.
 """
+import re
+
 import pytest
 
 from docstream import summarize
@@ -121,3 +123,35 @@ def test_a_long_output_in_a_small_window_still_merges(engine):
                      on_merge=lambda n, new: merges.append((n, new)))
     assert all(n + new <= 300 for n, new in merges) and merges[-1][1] == 120
     assert max(new for _, new in merges[:-1]) < 120
+
+
+def test_book_summary_lengths_are_parts_in_order(home, tiny_dir, short_text, monkeypatch):
+    """`summary(length=...)` writes one part per 25 words asked for (at most one per input), each from the next
+    run of inputs, its prompt naming its place in the story; `--words` below 10 is refused."""
+    import docstream
+    from typer.testing import CliRunner
+
+    from docstream.cli import app
+
+    doc = docstream.open(short_text, model=str(tiny_dir), window=512, chunk_tokens=128)
+    doc.read()
+    parts_seen = []
+    reduce = summarize.reduce
+
+    def spy(engine, texts, render, max_new_tokens, window, source, prefill="", on_merge=None):
+        parts_seen.append((texts, render([]), prefill))
+        return reduce(engine, texts, render, max_new_tokens, window, source, prefill, on_merge)
+
+    monkeypatch.setattr(summarize, "reduce", spy)
+    gists = [n.gist for n in doc.notes()]  # a 2-chapter text: the book summary is made from the notes
+    for length, parts in (("short", 2), ("long", 10)):
+        parts_seen.clear()
+        assert doc.summary(level="book", length=length).strip()
+        assert len(parts_seen) == parts
+        assert [t for texts, _, _ in parts_seen for t in texts] == gists  # every note once, in order
+        places = [re.search(r"What happens in (the \w+)", prompt).group(1) for _, prompt, _ in parts_seen]
+        assert places == ["the beginning", *["the middle"] * (parts - 2), "the end"]
+        assert parts_seen[0][2].startswith("In this story,") and parts_seen[-1][2].startswith("In the end,")
+    res = CliRunner().invoke(app, ["summarize", str(short_text), "-m", str(tiny_dir), "--window", "512",
+                                   "--chunk-tokens", "128", "--words", "5"])
+    assert res.exit_code == 2 and "at least 10 words" in res.stderr
