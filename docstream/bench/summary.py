@@ -64,7 +64,8 @@ def default_data() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- data
-_CREDIT = re.compile(r"^(?:produced by|distributed proofreading|e-?text prepared|transcriber|\[|https?:)", re.I)
+_CREDIT = re.compile(r"^(?:produced by|distributed proofreading|e-?text prepared|transcriber|the project gutenberg|"
+                     r"\*{3}|\[|https?:)", re.I)
 
 
 def _title(text: str) -> str:
