@@ -9,13 +9,13 @@ Design choices:
 - Methods, one model, one run, one target length (`--words`, default 120 = `--length medium`; the SQuALITY
   references average 418 words):
     docstream - `docstream.open(path).summary(level="book", words=N)`: read (notes, chapter summaries), then
-                the hierarchical book summary (the stored one at the default 120 words = `medium`; grounded by
-                the product itself);
+                the book summary, parts in order (the stored one at the default 120 words = `medium`; grounded
+                by the product itself);
     truncate  - the first window of the story in a bare sink cache, then `prompts/bench_summary.txt`;
     stream    - the whole story streamed through the same bare sink cache (StreamingLLM), then the same prompt.
   The two baselines mirror `answer._bare` (the `ask --mode stream|truncate` baselines) with a summary prompt
-  asking for the whole plot in order, with the same word target, token cap and stop strings; their output is NOT passed
-  through docstream's `grounded()` filter (that filter is part of the docstream method).
+  asking for the whole plot in order, with the same word target, token cap and stop strings; their output is
+  NOT passed through docstream's `grounded()` filter (that filter is part of the docstream method).
 - Metrics: ROUGE-1/2/L F1 (`rouge-score`, use_stemmer=True) against each reference: max over references (the
   headline) and mean over references, then the mean over stories.
   Faithfulness proxy: share of the distinct name-like tokens of the summary (capitalised words that do not
