@@ -235,7 +235,7 @@ def test_documents_read_together_decode_their_book_summaries_in_one_batch(home, 
     a, b, _ = texts
     c = a.with_name("alice-3.txt")
     c.write_text(a.read_text(encoding="utf-8")[:1200], encoding="utf-8")
-    books, calls = [], []
+    books, calls, kept = [], [], []
     book_jobs, decode = Reader._book_jobs, Engine.decode
 
     def spy_book_jobs(self):
@@ -244,6 +244,7 @@ def test_documents_read_together_decode_their_book_summaries_in_one_batch(home, 
         return jobs
 
     def spy_decode(self, forks, width=None):
+        kept.extend(forks)  # alive, so no later fork (a book part) can reuse a decoded fork's id
         calls.append({id(f) for f in forks})
         return decode(self, forks, width=width)
 
