@@ -46,6 +46,11 @@ def _system() -> str:
     return prompts.get("system").render()
 
 
+def _sentence_key(sent: str) -> str:
+    """What two sentences share when one repeats the other (case, punctuation and spacing aside)."""
+    return re.sub(r"\W+", " ", sent.lower()).strip()
+
+
 def _tokens_for_words(words: int) -> int:
     return int(words * 1.6) + 16
 
@@ -60,7 +65,7 @@ def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
     if re.search(r"(?:^|:)\s*[-•*]\s", flat):
         flat = _BULLET.sub("\n", flat)
     for sent in (s.strip() for line in flat.split("\n") for s in _SENT.split(line)):
-        key = re.sub(r"\W+", " ", sent.lower()).strip()
+        key = _sentence_key(sent)
         if not key or key in seen or sent.endswith(":") or _META.search(sent):
             continue
         if any(w not in source for w in _CAP.findall(sent)):
@@ -212,7 +217,7 @@ def join_parts(parts: list[str]) -> str:
         if part and not re.search(r"[.!?][\"'’”)]*$", part):
             part += "."  # a fallback that stops mid-sentence must not run into the next part
         for sent in _SENT.split(part):
-            key = re.sub(r"\W+", " ", sent.lower()).strip()
+            key = _sentence_key(sent)
             if key and key not in seen:
                 seen.add(key)
                 out.append(sent)

@@ -15,7 +15,8 @@ Design choices:
   A passage that names nobody goes on with the name most notes started with (first-person narrators).
   A note may not repeat any 4-gram of the last `RECENT_NOTES` notes, of the pinned rolling summary or of
   the notes decoded with it: a 135M model otherwise copies them, and every note of a chapter reads the same
-  ("X is introduced as a mysterious and ancient ship"). Decoding stops at the first sentence end (or the line end, or `note_tokens`);
+  ("X is introduced as a mysterious and ancient ship"). Decoding stops at the first sentence end (or the
+  line end, or `note_tokens`);
   YAKE keywords and repeated capitalised names are added as tags (no download, deterministic).
 - Summaries are forks too, decoded with a later batch of notes once `SUMMARY_BATCH` are waiting (they run longer
   than notes, so their extra steps are shared): at each chapter end a
@@ -117,8 +118,8 @@ class _Job:
     chunk: Any = None  # the chunk row, for notes
     chapter: int = -1  # for summaries
     chunks: tuple[int, int] = (0, 0)  # chunk span a summary covers
-    lead: Any = ""  # words the output was started with (part of its prompt, so not in the decoded text);
-    # for a book summary part, its `summarize.Part`
+    lead: str = ""  # words the output was started with (part of its prompt, so not in the decoded text)
+    part: Any = None  # for a book summary part: its `summarize.Part` (inputs for the fallback, token cap)
 
 
 def _chapter_label(chunk: Any) -> str:
@@ -231,7 +232,7 @@ class Reader:
         made = summarize.book_forks(self.engine, self.index, self.doc.title,
                                     self.settings.window + self.settings.max_pinned, self.doc.text) or []
         self.book_parts = [None] * len(made)
-        return [_Job("book", fork, chapter=i, chunks=(0, self.total - 1), lead=part)
+        return [_Job("book", fork, chapter=i, chunks=(0, self.total - 1), lead=part.start, part=part)
                 for i, (fork, part) in enumerate(made)]
 
     def _avoid(self) -> Any:
@@ -269,7 +270,7 @@ class Reader:
 
         self.in_flight -= 1
         if job.kind == "book":  # one part (job.chapter) of it; stored once all parts are in
-            self.book_parts[job.chapter] = summarize.ground_part(self.engine, job.lead, text, self.doc.text)
+            self.book_parts[job.chapter] = summarize.ground_part(self.engine, job.part, text, self.doc.text)
             if any(p is None for p in self.book_parts):
                 return []
             book = summarize.join_parts(self.book_parts)
