@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -319,7 +320,17 @@ def doctor(index: Annotated[Optional[Path], typer.Option("--index", help="Also c
 from . import cli_bench  # noqa: E402,F401  (registers `docstream bench …`)
 
 
+def _quiet_libraries() -> None:
+    """stderr is docstream's own: other packages' warnings (a deprecation in a new transformers, say) are not
+    shown to users unless they ask with PYTHONWARNINGS or -W. Developers still see them: the suite runs the
+    engine with warnings as errors (tests/test_cache.py) and `make test-latest` runs it on the newest releases."""
+    if not sys.warnoptions:
+        warnings.filterwarnings("ignore")
+        warnings.filterwarnings("default", module=r"docstream(\.|$)")
+
+
 def main() -> None:
+    _quiet_libraries()
     app()
 
 

@@ -1,5 +1,6 @@
 """SinkCache: re-rotation, bounds, equivalence with a full cache, pinned region, truncate/snapshot, batching."""
 import random
+import warnings
 
 import pytest
 import torch
@@ -8,6 +9,9 @@ from transformers import DynamicCache
 from docstream.errors import SettingsError
 from docstream.model import tiny
 from docstream.stream import SinkCache
+from docstream.stream import generate
+from docstream.stream.batch import decode_forks, fork
+from docstream.stream.compat import cache_kwargs
 
 V = 2000  # token ids used in tests
 
@@ -20,7 +24,7 @@ def ids_(n, seed=0, B=1):
 def fresh(model, ids):
     """A plain DynamicCache filled with ids at positions 0..n-1."""
     d = DynamicCache(config=model.config)
-    model(input_ids=ids, past_key_values=d, use_cache=True)
+    model(input_ids=ids, use_cache=True, **cache_kwargs(model, d))
     return d
 
 
@@ -208,3 +212,18 @@ def test_settings_errors(tiny_lm):
         c.feed(m, ids_(21), logits=None)
     c.feed(m, ids_(10), logits=None)
     assert c.room() == 10 and c.max_feed() == 16
+
+
+def test_engine_calls_raise_no_warning(tiny_lm):
+    """Every forward the engine makes (plain, sink-cache feed, pinned region, fork decode, generate) under
+    warnings-as-errors: a deprecation in a new transformers release fails here, not on a user's stderr."""
+    m, tok = tiny_lm.model, tiny_lm.tokenizer
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fresh(m, ids_(8))
+        c = SinkCache(m, sinks=4, window=64, max_pinned=16)
+        stream(c, m, ids_(100), chunk=32)
+        c.set_pinned(m, ids_(10, seed=1)[0].tolist())
+        texts, n = decode_forks(m, tok, [fork(m, c, ids_(6, seed=2)[0].tolist(), max_new_tokens=4)])
+        out = "".join(generate(m, tok, c, ids_(5, seed=3), max_new_tokens=4, stop=()))
+    assert n >= 1 and len(texts) == 1 and isinstance(out, str)

@@ -105,6 +105,7 @@ def _score(model: Any, ids: list[int], kind: str, sinks: int, window: int, chunk
     from transformers import DynamicCache
 
     from ..stream import SinkCache
+    from ..stream.compat import cache_kwargs
 
     x = torch.tensor([ids])  # (1, N)
     N = x.shape[1]
@@ -126,7 +127,7 @@ def _score(model: Any, ids: list[int], kind: str, sinks: int, window: int, chunk
         for s in range(0, N, step):
             e = min(s + step, N)
             if kind == "full":
-                logits = model(input_ids=x[:, s:e], past_key_values=cache, use_cache=True).logits[0]  # (n, V)
+                logits = model(input_ids=x[:, s:e], use_cache=True, **cache_kwargs(model, cache)).logits[0]  # (n, V)
             elif kind == "prefill":
                 cache.feed(model, x[:, s:e], logits=None)
             else:

@@ -32,6 +32,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from .cache import SinkCache, _hf
+from .compat import cache_kwargs
 from .generate import _Detok, _eos_ids, block_repeats
 
 
@@ -202,7 +203,7 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
         mask[:, n] = 1
         nxt = torch.tensor(feed, device=k0.device)  # (B_live,)
         logits = model(input_ids=nxt.unsqueeze(1), position_ids=pos.unsqueeze(1),
-                       attention_mask=mask[:, :n + 1], past_key_values=cache, use_cache=True,
+                       attention_mask=mask[:, :n + 1], use_cache=True, **cache_kwargs(model, cache),
                        logits_to_keep=1).logits[:, -1].float().cpu()  # (B_live, V)
         pos = pos + 1
         feed = [take(i, logits[r]) for r, i in enumerate(live)]

@@ -3,8 +3,9 @@
 Layout of every layer's cache along T:   [ sinks | pinned | window ]
 
 Design choices:
-- `SinkCache` subclasses transformers' `DynamicCache`, so it is passed as `past_key_values=` unchanged; the model's
-  own `update()` appends keys/values, and layer 0's update also advances our bookkeeping (`_record`).
+- `SinkCache` subclasses transformers' `DynamicCache`, so it is passed as the model's cache argument unchanged
+  (keyword probed by `compat.cache_kwargs`); the model's own `update()` appends keys/values, and layer 0's update
+  also advances our bookkeeping (`_record`).
 - Positions are *in-cache* positions: the cache always holds positions 0..len-1, contiguous, and the caller passes
   `position_ids = next_positions(n)` explicitly (`feed()` does it). The causal mask made by transformers from
   `get_seq_length()` is then exactly right, and positions never exceed sinks + max_pinned + window <= context.
@@ -34,6 +35,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from ..errors import SettingsError
+from .compat import cache_kwargs
 
 
 @dataclass
@@ -263,11 +265,11 @@ class SinkCache(DynamicCache):
         pos = self.next_positions(n, batch=B)  # (B, n)
         input_ids = input_ids.to(pos.device)
         if logits is None:
-            model.model(input_ids=input_ids, position_ids=pos, past_key_values=self, use_cache=True)
+            model.model(input_ids=input_ids, position_ids=pos, use_cache=True, **cache_kwargs(model.model, self))
             out = None
         else:
             keep = 1 if logits == "last" else 0
-            out = model(input_ids=input_ids, position_ids=pos, past_key_values=self, use_cache=True,
+            out = model(input_ids=input_ids, position_ids=pos, use_cache=True, **cache_kwargs(model, self),
                         logits_to_keep=keep).logits  # (B, n or 1, V)
             out = out[:, -1] if logits == "last" else out
         self._check()
@@ -299,7 +301,8 @@ class SinkCache(DynamicCache):
             pos = torch.arange(s, s + P, device=dev).unsqueeze(0).expand(B, P)  # (B, P)
             self._appending_pinned = True
             try:
-                model.model(input_ids=ids.to(pos.device), position_ids=pos, past_key_values=self, use_cache=True)
+                model.model(input_ids=ids.to(pos.device), position_ids=pos, use_cache=True,
+                            **cache_kwargs(model.model, self))
             finally:
                 self._appending_pinned = False
         for layer, (k, v) in zip(self.layers, win):
