@@ -12,13 +12,10 @@
 
 Nothing here imports torch until a model is needed (these imports take ~40 ms).
 """
-from .errors import DocstreamError
-from .answer import Answer, Citation
 from .api import Document, ReadResult, get_engine, open  # noqa: A004 - docstream.open mirrors builtins.open
-# The submodule `docstream.batch` and the function share a name: importing the function here, after the
-# submodule has loaded, makes `docstream.batch` the function for good. Reach the module with
-# `from docstream.batch import …` or `sys.modules["docstream.batch"]` (not `import docstream.batch as m`).
-from .batch import Result, batch
+from .ask.answer import Answer, Citation
+from .errors import DocstreamError
+from .jobs.batch import Result, batch
 
 __version__ = "0.1.0"
 __all__ = ["Answer", "Citation", "DocstreamError", "Document", "ReadResult", "Result", "__version__", "batch",

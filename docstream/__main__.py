@@ -1,4 +1,4 @@
 """`python -m docstream …` is the `docstream` command."""
-from docstream.cli import main
+from .cli.main import main
 
 main()

@@ -16,18 +16,19 @@ Design choices:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DocstreamError, InputError, Interrupted, ModelNotFound
-from .note.reader import ReadEvent, ReadSettings
+from .backend.base import Backend
+from .errors import InputError, Interrupted
+from .read.reader import ReadEvent
+from .settings import ReadSettings
 
 if TYPE_CHECKING:
-    from .answer import Answer
+    from .ask.answer import Answer
     from .index.db import Note
     from .index.search import Hit
 
@@ -39,16 +40,16 @@ def get_engine(model: str | None = None, device: str = "auto", dtype: str = "aut
                api_key: str | None = None) -> Any:
     """Load (once per process) and return the engine for `model`. `backend="openai"`: the model served by the
     OpenAI-compatible server at `base_url` (env DOCSTREAM_BASE_URL; key `api_key` or env OPENAI_API_KEY)."""
-    from .model import load, model_name
+    from .backend.model import load, model_name
 
     if backend != "local":
-        from .remote import get_remote_engine
+        from .backend.openai import get_remote_engine
 
         return get_remote_engine(model, backend, base_url, api_key)
 
     key = (model_name(model), device, dtype)
     if key not in _ENGINES:
-        from .engine import Engine
+        from .backend.local import Engine
 
         _ENGINES[key] = Engine(load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code))
     return _ENGINES[key]
@@ -56,7 +57,7 @@ def get_engine(model: str | None = None, device: str = "auto", dtype: str = "aut
 
 def _context_length(model: str | None) -> int:
     """The model's context from its config.json, without importing torch."""
-    from .model import resolve
+    from .backend.model import resolve
 
     path = Path(resolve(model))
     try:
@@ -86,18 +87,18 @@ class Document:
 
     def __init__(self, path: str | Path, *, model: str | None = None, window: int = 2048, sinks: int = 4,
                  chunk_tokens: int = 0, index: str | Path | None = None, device: str = "auto",
-                 dtype: str = "auto", trust_remote_code: bool = False, engine: Any = None,
+                 dtype: str = "auto", trust_remote_code: bool = False, engine: Backend | None = None,
                  backend: str = "local", base_url: str | None = None, api_key: str | None = None):
+        from .backend.model import model_name
         from .index.db import default_path, settings_hash
-        from .load import load
-        from .model import model_name
+        from .text.load import load
 
         self.source = load(path)
         self.path = Path(path)
         self._backend = {} if backend == "local" else {"backend": backend, "base_url": base_url, "api_key": api_key}
         identity = None  # the index identity's model part: the name (local), backend + name + tokenizer (remote)
         if self._backend or getattr(engine, "backend", "local") != "local":
-            from . import remote
+            from .backend import openai as remote
 
             remote.check_backend(backend)
             if engine is None and remote.given_model(model) is None:
@@ -148,9 +149,9 @@ class Document:
     @contextmanager
     def reading(self, reread: bool = False) -> Iterator[Any]:
         """Hold the index's writer lock with the chunks stored; yields a `Reader` (None when already done)."""
-        from .chunk import chunk_document
         from .index.db import Index
-        from .note.reader import Reader
+        from .read.reader import Reader
+        from .text.chunk import chunk_document
 
         engine = self.engine  # load the model first: a model that fails to load leaves no index behind
         if reread:
@@ -174,7 +175,7 @@ class Document:
 
     def read_events(self, reread: bool = False) -> Iterator[ReadEvent]:
         """Read the document (or resume an interrupted read), yielding progress events."""
-        from .note.reader import drive, finish
+        from .read.reader import drive, finish
 
         with self.reading(reread) as reader:
             if reader is None:
@@ -209,7 +210,7 @@ class Document:
     # ------------------------------------------------------------------ asking
     def ask_stream(self, question: str, mode: str = "docstream", max_tokens: int = 64) -> Iterator[str]:
         """Yield the answer's text deltas; the finished `Answer` is then in `self.last_answer`."""
-        from .answer import Answer, answer_stream, check_question
+        from .ask.answer import Answer, answer_stream, check_question
 
         check_question(question, None, self.settings.window)
         if mode == "docstream":
@@ -279,7 +280,7 @@ def read_together(docs: Iterable[Document], width: int = 8, batch: int = 16
         >>> for doc, res, err in read_together(docstream.open(p) for p in paths):  # doctest: +SKIP
         ...     print(doc.path, res.chunks if res else err)
     """
-    from .note.reader import drive, finish
+    from .read.reader import drive, finish
 
     pending = iter(docs)
     slots: list[tuple[Document, Any, ExitStack]] = []  # (doc, reader, its open index + lock)

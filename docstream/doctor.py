@@ -36,7 +36,7 @@ def _version(dist: str) -> str | None:
 
 def model_status(name: str | None = None) -> dict[str, Any]:
     """Whether `name` (default: the configured model) resolves, without loading or converting it."""
-    from . import model as m
+    from .backend import model as m
 
     name = m.model_name(name)
     out: dict[str, Any] = {"name": name, "found": False, "path": None, "detail": ""}

@@ -17,7 +17,7 @@ MODELS = Path(os.environ["DOCSTREAM_HOME"]) / "models"
 
 @pytest.fixture(scope="session")
 def tiny_lm():
-    from docstream.model import tiny
+    from docstream.backend.model import tiny
 
     return tiny()
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import docstream
-from docstream.cli import app
+from docstream.cli.main import app
 
 REPO_SAMPLE = __import__("pathlib").Path(__file__).resolve().parents[1] / "samples" / "short.txt"
 SMALL = {"window": 512, "chunk_tokens": 128}
@@ -211,7 +211,7 @@ def test_ray_executor_matches_local(home, tiny_dir, texts, tmp_path, monkeypatch
 
 def test_jsonl_survives_a_partial_line(tmp_path):
     """A kill mid-write leaves a partial last line: it is ignored, and the next line is not glued onto it."""
-    from docstream.batch import Result, _load_done, _Sink
+    from docstream.jobs.batch import Result, _load_done, _Sink
 
     out = tmp_path / "out.jsonl"
     ok = Result(document="a.txt", status="ok", key="k1")
@@ -228,9 +228,9 @@ def test_documents_read_together_decode_their_book_summaries_in_one_batch(home, 
     """Three documents of different lengths read in lockstep: the last decodes wait until no reader can fork
     more, so the parts of the three book summaries (the last outputs) share one decode call."""
     from docstream.api import read_together
-    from docstream.engine import Engine
+    from docstream.backend.local import Engine
     from docstream.index.db import Index
-    from docstream.note.reader import Reader
+    from docstream.read.reader import Reader
 
     a, b, _ = texts
     c = a.with_name("alice-3.txt")

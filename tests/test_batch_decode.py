@@ -5,9 +5,10 @@ In float64 the left-padded batch and the unpadded batch-1 runs agree to ~1e-15, 
 import pytest
 import torch
 
-from docstream.model import tiny
-from docstream.stream import SinkCache, generate
-from docstream.stream.batch import decode_forks, fork, prompt_fork
+from docstream.backend.model import tiny
+from docstream.backend.sink_cache import SinkCache
+from docstream.backend.generate import generate
+from docstream.backend.forks import decode_forks, fork, prompt_fork
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_forks_sharing_an_avoid_dict_do_not_copy_each_other(lm64):
     repeat a 3-gram the first has just written, so they part ways — and neither repeats the avoided text."""
     import copy
 
-    from docstream.stream.generate import ngram_index
+    from docstream.backend.generate import ngram_index
 
     f = _forks_and_refs(lm64, n=1)[0][0]
     f.max_new_tokens, f.stop = 12, ()

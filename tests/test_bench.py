@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from docstream.bench import needle as nb
 from docstream.bench import summary as sb
-from docstream.cli import app
+from docstream.cli.main import app
 
 runner = CliRunner()
 
@@ -58,7 +58,7 @@ def test_needle_goes_at_the_sentence_boundary_before_the_depth():
 
 
 def test_build_texts_cuts_to_length_once(tiny_lm):
-    from docstream.engine import Engine
+    from docstream.backend.local import Engine
 
     eng = Engine(tiny_lm)
     texts = nb.build_texts(_haystack(), eng.tokenizer, [300, 600], [0, 50, 100], nb.NEEDLE, eng.count)

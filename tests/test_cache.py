@@ -7,11 +7,11 @@ import torch
 from transformers import DynamicCache
 
 from docstream.errors import SettingsError
-from docstream.model import tiny
-from docstream.stream import SinkCache
-from docstream.stream import generate
-from docstream.stream.batch import decode_forks, fork
-from docstream.stream.compat import cache_kwargs
+from docstream.backend.model import tiny
+from docstream.backend.sink_cache import SinkCache
+from docstream.backend.generate import generate
+from docstream.backend.forks import decode_forks, fork
+from docstream.backend.compat import cache_kwargs
 
 V = 2000  # token ids used in tests
 

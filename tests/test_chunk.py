@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from docstream.chunk import FRONT_MATTER, Chapter, Chunk, chunk_document, find_chapters
+from docstream.text.chapters import FRONT_MATTER, Chapter, find_chapters
+from docstream.text.chunk import Chunk, chunk_document
 from docstream.errors import ModelNotFound, SettingsError
-from docstream.load import Document, load
+from docstream.text.load import Document, load
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus" / "gutenberg"
@@ -16,11 +17,11 @@ CORPUS = REPO.parent / "shared" / "corpus" / "gutenberg"
 
 @pytest.fixture(scope="module")
 def tok():
-    import docstream.model
+    from docstream.backend.model import resolve
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(docstream.model.resolve())
+        return AutoTokenizer.from_pretrained(resolve())
     except ModelNotFound as e:
         pytest.skip(str(e))
 

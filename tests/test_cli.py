@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from docstream.cli import app
+from docstream.cli.main import app
 
 runner = CliRunner()
 SMALL = ["--window", "512", "--chunk-tokens", "128"]

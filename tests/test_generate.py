@@ -1,8 +1,9 @@
 """Streaming decode: deltas, stop strings, EOS, UTF-8 safety, eviction during generation, batching."""
 import torch
 
-from docstream.stream import SinkCache, chat_ids, generate, generate_batch
-from docstream.stream.generate import _Detok
+from docstream.backend.sink_cache import SinkCache
+from docstream.backend.generate import chat_ids, generate, generate_batch
+from docstream.backend.generate import _Detok
 
 
 def _cache(lm, window=200):
@@ -115,7 +116,7 @@ def test_generate_batch_equals_batch1(tiny_lm):
 
 
 def test_block_repeats_forbids_ngrams_of_the_output_and_of_texts_to_avoid():
-    from docstream.stream.generate import block_repeats, ngram_index
+    from docstream.backend.generate import block_repeats, ngram_index
 
     logits = torch.zeros(10)
     own = block_repeats(logits, [1, 2, 3, 5, 1, 2], 3)  # "1 2" was followed by 3: 3 is forbidden now

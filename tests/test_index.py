@@ -13,15 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from docstream.errors import IndexFileError
-from docstream.index import (
-    SCHEMA_VERSION,
-    Index,
-    Tag,
-    default_path,
-    fts_query,
-    normalize_tag,
-    settings_hash,
-)
+from docstream.index import SCHEMA_VERSION, Index, Tag, default_path, fts_query, normalize_tag, settings_hash
 from docstream.index.db import APPLICATION_ID
 
 

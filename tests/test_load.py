@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from docstream.errors import InputError
-from docstream.load import LOADERS, Document, load
+from docstream.text.load import LOADERS, Document, load
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 

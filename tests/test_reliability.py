@@ -26,7 +26,7 @@ from typing import Any, Callable
 import pytest
 from typer.testing import CliRunner
 
-from docstream.cli import app
+from docstream.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = Path(os.environ["DOCSTREAM_HOME"]) / "models"  # conftest sets DOCSTREAM_HOME before this import
@@ -212,7 +212,7 @@ MIXED = ("First line of the paragraph.\r\nSecond line, Unix ending.\nThird line.
 
 def check_chunks_match(res: Any, tmp: Path, _: Any) -> None:
     """Every chunk is an exact slice of the decoded text and its line numbers are right."""
-    from docstream.load import load
+    from docstream.text.load import load
 
     out = json.loads(res.stdout)
     assert out["status"] == "done" and out["chunks"] >= 1
@@ -418,8 +418,8 @@ def test_50mb_single_line_scaled_down_stays_bounded(tmp_path, tiny_lm):
     little more than the text and its chunks."""
     import tracemalloc
 
-    from docstream.chunk import chunk_document
-    from docstream.load import load
+    from docstream.text.chunk import chunk_document
+    from docstream.text.load import load
 
     rng = random.Random(0)
     words = small_text().split()
@@ -617,7 +617,7 @@ GUARD = textwrap.dedent("""
     socket.socket.connect_ex = connect
     socket.getaddrinfo = lambda host, *a, **k: _blocked(host)
     sys.argv[0] = "docstream"
-    from docstream.cli import main
+    from docstream.cli.main import main
     main()
 """)
 
@@ -696,7 +696,8 @@ def test_document_text_cannot_write_outside_the_cache(tiny_dir, tmp_path, monkey
 def test_trust_remote_code_needs_an_explicit_flag():
     import inspect
 
-    from docstream import api, model
+    from docstream import api
+    from docstream.backend import model
 
     assert inspect.signature(model.load).parameters["trust_remote_code"].default is False
     assert inspect.signature(api.Document).parameters["trust_remote_code"].default is False

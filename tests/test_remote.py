@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from docstream.cli import app
+from docstream.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--window", "512", "--chunk-tokens", "128"]
@@ -76,7 +76,7 @@ def server(tmp_path_factory):
     exe = str(exe) if exe.exists() else shutil.which("transformers")
     if exe is None:
         pytest.skip("no `transformers` command next to this Python")
-    from docstream.model import resolve
+    from docstream.backend.model import resolve
 
     model_dir = resolve("smollm2-135m")  # the embedded model, converted to safetensors once
     tmp = tmp_path_factory.mktemp("serve")
@@ -172,7 +172,7 @@ def test_unknown_backend(home, short_text):
 
 
 def test_token_budget_and_output_cleaning_without_a_server():
-    from docstream.remote import TiktokenTokenizer, _clean, _Window, identity, local_tokenizer_dir
+    from docstream.backend.openai import TiktokenTokenizer, _clean, _Window, identity, local_tokenizer_dir
 
     # a model the machine does not have: tiktoken's offline cl100k counts, and the identity says so
     assert local_tokenizer_dir("llama3.2:1b") is None

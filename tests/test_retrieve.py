@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from docstream.index import Index
-from docstream.retrieve import Retrieval, _tag_lists, retrieve, rrf
+from docstream.ask.retrieve import Retrieval, _tag_lists, retrieve, rrf
 
 BOOK = Path("/work/shared/corpus/gutenberg/pg84-frankenstein.txt")
 NEEDLE_CHUNK = 187

@@ -7,9 +7,9 @@ import re
 import pytest
 
 from docstream import summarize
-from docstream.engine import Engine
+from docstream.backend.local import Engine
 from docstream.index.db import Index
-from docstream.note.tags import join_lead, lead_name
+from docstream.read.tags import join_lead, lead_name
 
 SOURCE = "Peter Matheny met Gus and Doran on Mars. Pete laughed. Gus went home to Earth in 1984."
 
@@ -131,7 +131,7 @@ def test_book_summary_lengths_are_parts_in_order(home, tiny_dir, short_text, mon
     import docstream
     from typer.testing import CliRunner
 
-    from docstream.cli import app
+    from docstream.cli.main import app
 
     doc = docstream.open(short_text, model=str(tiny_dir), window=512, chunk_tokens=128)
     doc.read()
@@ -142,7 +142,7 @@ def test_book_summary_lengths_are_parts_in_order(home, tiny_dir, short_text, mon
         parts_seen.append((texts, render([]), prefill))
         return reduce(engine, texts, render, max_new_tokens, window, source, prefill, on_merge)
 
-    monkeypatch.setattr(summarize, "reduce", spy)
+    monkeypatch.setattr(summarize.book, "reduce", spy)  # book_summary merges each part with reduce()
     gists = [n.gist for n in doc.notes()]  # a 2-chapter text: the book summary is made from the notes
     for length, parts in (("short", 2), ("long", 10)):
         parts_seen.clear()

@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..backend.base import Backend
 from ..errors import InputError
 from .stream import read_body
 
 GUTENBERG = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "gutenberg"
 
 
-def _texts(paths: list[Path], docs: int, tokens: int, engine: Any) -> list[str]:
+def _texts(paths: list[Path], docs: int, tokens: int, engine: Backend) -> list[str]:
     if not paths:
         if not GUTENBERG.is_dir():
             raise InputError(f"no texts given and {GUTENBERG} is missing — pass some .txt files")
@@ -37,7 +38,7 @@ def _texts(paths: list[Path], docs: int, tokens: int, engine: Any) -> list[str]:
     return out
 
 
-def _run(engine: Any, files: list[Path], home: Path, width: int, batch: int, window: int) -> dict[str, Any]:
+def _run(engine: Backend, files: list[Path], home: Path, width: int, batch: int, window: int) -> dict[str, Any]:
     from ..api import Document, read_together
 
     docs = [Document(f, engine=engine, window=window, index=home / f"{f.stem}-w{width}-b{batch}.db") for f in files]

@@ -206,7 +206,7 @@ def run(haystack: str | Path | None = None, lengths: list[int] = list(LENGTHS), 
         window: int = 2048, jobs: int = 1, progress: bool = True) -> dict:
     """Run the grid; writes OUT/needle.json and OUT/needle.png and returns the JSON dict."""
     from ..api import get_engine
-    from ..model import model_name
+    from ..backend.model import model_name
 
     lengths, depths, modes = _nonempty(lengths, "length"), _nonempty(depths, "depth"), _nonempty(modes, "mode")
     bad = [m for m in modes if m not in MODES]

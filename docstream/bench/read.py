@@ -25,7 +25,7 @@ def run(path: str | Path, model: str | None = None, window: int = 2048, chunk_to
 
     from .. import prompts
     from ..api import Document, get_engine
-    from ..chunk import chunk_document
+    from ..text.chunk import chunk_document
 
     if threads:
         torch.set_num_threads(threads)

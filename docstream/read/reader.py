@@ -38,11 +38,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import prompts
-from ..errors import SettingsError
+from ..backend.base import Backend
+from ..settings import ReadSettings
 from .tags import chunk_tags, join_lead, lead_name, parse_note
 
 NO_SUMMARY = "Nothing yet; this is the beginning."
@@ -51,48 +52,6 @@ CHAPTER_TOKENS = 64
 SUMMARY_BATCH = 4  # summary forks wait until this many can share the decode steps after the notes end
 RECENT_NOTES = 8  # a note may not repeat a 4-gram of the last notes or of the pinned summary (loops otherwise)
 POOL = 2  # forks waiting per decode row: a row whose note ended takes the next fork (continuous batching)
-MIN_CHUNK_TOKENS = 16  # the chunker refuses smaller chunks too (checked here, before any index file exists)
-
-
-@dataclass(frozen=True)
-class ReadSettings:
-    """Everything that changes what a read produces; part of the index's identity."""
-
-    window: int = 2048
-    sinks: int = 4
-    chunk_tokens: int = 0  # 0 = a quarter of the window
-    summary_every: int = 16
-    note_tokens: int = 28
-    summary_tokens: int = 96
-    max_pinned: int = 320
-    note_context: int = 0  # window tokens a note is decoded from (0 = one chunk: the chunk just read)
-    reader_version: int = 8  # bumped when notes or summaries change: an old index is then not reused
-
-    def resolved(self, context_length: int) -> "ReadSettings":
-        chunk = self.chunk_tokens or max(64, self.window // 4)
-        s = ReadSettings(**{**asdict(self), "chunk_tokens": chunk, "note_context": self.note_context or chunk})
-        if s.sinks < 1:
-            raise SettingsError(f"--sinks {s.sinks} is too few — use at least 1 attention sink (the default is 4)")
-        if chunk < MIN_CHUNK_TOKENS:
-            raise SettingsError(f"--chunk-tokens {chunk}: chunk size {chunk} tokens is too small — use at least "
-                                f"{MIN_CHUNK_TOKENS}")
-        if chunk > s.window - s.note_tokens - 64:
-            most = s.window - s.note_tokens - 64
-            fix = (f"use --chunk-tokens ≤ {most} or a larger --window" if most >= MIN_CHUNK_TOKENS
-                   else f"use --window ≥ {MIN_CHUNK_TOKENS + s.note_tokens + 64}")
-            raise SettingsError(f"--chunk-tokens {chunk} does not fit the window of {s.window} with room for a note "
-                                f"— {fix}")
-        total = s.sinks + s.max_pinned + s.window
-        if total > context_length:
-            raise SettingsError(f"--window {s.window} is too large: sinks + pinned + window = {total} exceeds the "
-                                f"model's context of {context_length} — use --window ≤ "
-                                f"{context_length - s.sinks - s.max_pinned}")
-        return s
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
 @dataclass
 class ReadEvent:
     """A progress event; `kind` is start | chunk | summary | chapter | book | done."""
@@ -130,7 +89,7 @@ class Reader:
     """One document's reading pass as small steps: `advance` feeds a chunk and returns forks to decode,
     `complete` stores a decoded fork. `drive` runs one or many readers to the end."""
 
-    def __init__(self, doc: Any, index: Any, engine: Any, settings: ReadSettings, chunks: list[Any],
+    def __init__(self, doc: Any, index: Any, engine: Backend, settings: ReadSettings, chunks: list[Any],
                  chapters: list[Any]):
         self.doc, self.index, self.engine, self.settings = doc, index, engine, settings
         self.chunks, self.total = chunks, len(chunks)
@@ -152,7 +111,7 @@ class Reader:
         self.last_noted = self.next - 1
         self.recent = [n.gist for n in noted][-RECENT_NOTES:]  # a note must not copy these ...
         self.pinned = NO_SUMMARY  # ... nor the rolling summary pinned in the cache
-        self.prompt = prompts.get("note").render() + engine.layout.assistant_open
+        self.prompt = prompts.get("note").render()
         self.leads: Counter[str] = Counter()  # names notes were started with (a passage naming nobody: the top)
         self.avoid: tuple[Any, Any] = (None, None)  # (what it was made from, the n-gram dict forks share)
         self.stream = None
@@ -207,10 +166,11 @@ class Reader:
             lead = lead_name(c.text) or next(iter(self.leads.most_common(1)), ("",))[0]
             if lead:
                 self.leads[lead] += 1
-            prompt = self.prompt + prompts.get("note_prefill").render(name=lead).rstrip()
             before = self.stream.prefilled
-            fork = self.stream.fork(prompt, self.settings.note_tokens, NOTE_STOP, recent=self.settings.note_context,
-                                    sentence=True, text=c.text,  # the chunk and its note prompt in one pass
+            fork = self.stream.fork(self.prompt, self.settings.note_tokens, NOTE_STOP,
+                                    prefill=prompts.get("note_prefill").render(name=lead).rstrip(),
+                                    recent=self.settings.note_context, sentence=True,
+                                    text=c.text,  # the chunk and its note prompt in one pass
                                     avoid=self._avoid())
             self.fed += self.stream.prefilled - before
             jobs.append(_Job("note", fork, chunk=c, lead=lead))
@@ -332,7 +292,7 @@ class Reader:
         self.stream.repin(self._system(self.pinned), self._intro())
 
 
-def drive(readers: list[Reader], engine: Any, batch: int = 16, until_one_done: bool = False) -> Iterator[ReadEvent]:
+def drive(readers: list[Reader], engine: Backend, batch: int = 16, until_one_done: bool = False) -> Iterator[ReadEvent]:
     """Advance every reader in lockstep; once `POOL * batch` notes are waiting, or no reader can go on without a
     decode, decode them (and the summaries waiting) in rows of `batch`, finished rows refilled from the pool.
     With `until_one_done`, return as soon as a reader has nothing left (its slot can be refilled)."""
@@ -370,7 +330,7 @@ def finish(reader: Reader) -> Iterator[ReadEvent]:
     yield r.event("done", r.total)
 
 
-def read_events(doc: Any, index: Any, engine: Any, settings: ReadSettings, chunks: list[Any],
+def read_events(doc: Any, index: Any, engine: Backend, settings: ReadSettings, chunks: list[Any],
                 chapters: list[Any], batch: int = 16) -> Iterator[ReadEvent]:
     """Read the chunks without a note (all, or the rest after an interruption). Index rows are already there."""
     reader = Reader(doc, index, engine, settings, chunks, chapters)

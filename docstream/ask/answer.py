@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import prompts
-from .errors import QuestionError
+from .. import prompts
+from ..backend.base import Backend
+from ..errors import QuestionError
 
 MODES = ("docstream", "stream", "truncate")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
@@ -66,7 +67,7 @@ def terms(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP and len(w) > 1]
 
 
-def check_question(question: str, engine: Any, window: int) -> str:
+def check_question(question: str, engine: Backend, window: int) -> str:
     q = " ".join(question.split())
     if not q:
         raise QuestionError("the question is empty — ask something, e.g. docstream ask book.txt \"who is Filby?\"")
@@ -130,7 +131,7 @@ def _line(doc: Any, offset: int) -> int:
     return doc.line_of(offset)
 
 
-def build_prompt(doc: Any, index: Any, engine: Any, question: str, settings: Any, evidence_tokens: int
+def build_prompt(doc: Any, index: Any, engine: Backend, question: str, settings: Any, evidence_tokens: int
                  ) -> tuple[str, list[Citation], list[dict[str, Any]], float]:
     from .retrieve import retrieve
 
@@ -154,7 +155,7 @@ def build_prompt(doc: Any, index: Any, engine: Any, question: str, settings: Any
     return user, citations, retrieved, retrieve_ms
 
 
-def answer_stream(doc: Any, index: Any, engine: Any, question: str, settings: Any, mode: str = "docstream",
+def answer_stream(doc: Any, index: Any, engine: Backend, question: str, settings: Any, mode: str = "docstream",
                   max_tokens: int = 64, evidence_tokens: int = 640) -> Iterator[str | Answer]:
     """Yield text deltas, then the finished `Answer` as the last item."""
     assert mode in MODES, mode
@@ -180,14 +181,14 @@ def answer_stream(doc: Any, index: Any, engine: Any, question: str, settings: An
                           "total_ms": round((t2 - t0) * 1000, 1)})
 
 
-def _bare(doc: Any, engine: Any, question: str, settings: Any, mode: str, max_tokens: int,
+def _bare(doc: Any, engine: Backend, question: str, settings: Any, mode: str, max_tokens: int,
           stop: tuple[str, ...]) -> str:
     """The baselines: no index. The document (or its first window) in a bare sink cache, question at the end."""
     stream = engine.stream(sinks=settings.sinks, window=settings.window, max_pinned=settings.max_pinned)
     intro = prompts.get("read_user").render(title=doc.title)
     stream.start(prompts.get("system").render(), intro)
     body = doc.text[doc.body_start:doc.body_end]
-    prompt = prompts.get("answer_bare").render(question=question) + engine.layout.assistant_open
+    prompt = prompts.get("answer_bare").render(question=question)
     room = settings.window - engine.count(prompt) - max_tokens - 8
     if mode == "truncate":
         ids = engine.encode(body)[:room]
@@ -196,5 +197,4 @@ def _bare(doc: Any, engine: Any, question: str, settings: Any, mode: str, max_to
         step = settings.chunk_tokens * 4
         for i in range(0, len(body), step):
             stream.feed(body[i:i + step])
-        stream.cache.make_room(engine.count(prompt) + max_tokens)
     return stream.aside(prompt, max_tokens, stop=stop)

@@ -6,7 +6,6 @@ Commands that need no model (`notes`, `search`, `--help`) never import torch.
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import warnings
@@ -15,87 +14,42 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .errors import DocstreamError
+from ..errors import DocstreamError
+from .bench import bench_app
+from .options import (
+    ApiKey,
+    Backend,
+    BaseUrl,
+    ChunkTokens,
+    Device,
+    Dtype,
+    File,
+    IndexOpt,
+    Json,
+    Model,
+    Quiet,
+    Sinks,
+    Window,
+    dump,
+    err,
+    handle_errors,
+)
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Read documents far longer than a model's window; summarize them and answer questions "
                        "about small details, with citations.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (see README).")
 app.add_typer(bench_app, name="bench")
-
-File = Annotated[Path, typer.Argument(help="A .txt or .md file.", show_default=False)]
-Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="DOCSTREAM_MODEL",
-                                              help="Model alias, local HF directory or hub id [default: smollm2-135m].")]
-Window = Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")]
-Sinks = Annotated[int, typer.Option(help="Attention-sink tokens kept at the start.")]
-ChunkTokens = Annotated[int, typer.Option("--chunk-tokens", help="Tokens per chunk (0 = window/4).")]
-IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index file (default: in the cache dir).")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-Dtype = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-Backend = Annotated[str, typer.Option(help="local (this machine), or openai for an OpenAI-compatible server "
-                                           "(vLLM, llama.cpp, Ollama, transformers serve).")]
-BaseUrl = Annotated[Optional[str], typer.Option("--base-url", envvar="DOCSTREAM_BASE_URL",
-                                                help="The server's URL (--backend openai); by default "
-                                                     "http://127.0.0.1:8000/v1.")]
-ApiKey = Annotated[Optional[str], typer.Option("--api-key", envvar="OPENAI_API_KEY", show_default=False,
-                                               help="The server's API key (--backend openai).")]
-
-
-def err(msg: str) -> None:
-    typer.echo(msg, err=True)
-
-
-def _one_line(e: BaseException) -> str:
-    """An error's text on one line (a path may hold a newline)."""
-    return str(e).replace("\r", "\\r").replace("\n", "\\n")
-
-
-def handle_errors(fn: Any) -> Any:
-    """Map DocstreamError to `Error: …` + exit code, Ctrl-C to a resume hint + 130. No tracebacks.
-
-    SQLite and OS errors that escape the API (a full disk, a file removed underneath) also become one line, exit 2.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import sqlite3
-
-        try:
-            return fn(*args, **kwargs)
-        except DocstreamError as e:
-            err(f"Error: {_one_line(e)}")
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            err("Interrupted — what was read is saved; run the same command again to resume.")
-            raise typer.Exit(130) from None
-        except sqlite3.Error as e:
-            err(f"Error: the index database failed ({_one_line(e)}) — check free disk space, then run the same "
-                "command again (add --reread to `read` to start the index over)")
-            raise typer.Exit(2) from None
-        except OSError as e:
-            where = f" ({_one_line(e.filename)})" if getattr(e, "filename", None) else ""  # type: ignore[arg-type]
-            err(f"Error: {_one_line(e.strerror or e)}{where} — check the path, its permissions and free disk space")
-            raise typer.Exit(2) from None
-
-    return wrapper
-
 
 def open_doc(file: Path, model: str | None = None, window: int = 2048, sinks: int = 4, chunk_tokens: int = 0,
              index: Path | None = None, device: str = "auto", dtype: str = "auto", backend: str = "local",
              base_url: str | None = None, api_key: str | None = None) -> Any:
-    from .api import open as open_document
+    from ..api import open as open_document
 
     doc = open_document(file, model=model, window=window, sinks=sinks, chunk_tokens=chunk_tokens, index=index,
                         device=device, dtype=dtype, backend=backend, base_url=base_url, api_key=api_key)
     for w in doc.source.warnings:
         err(f"Warning: {w}")
     return doc
-
-
-def dump(obj: Any) -> None:
-    typer.echo(json.dumps(obj, ensure_ascii=False, indent=2))
 
 
 @app.command()
@@ -142,7 +96,7 @@ def ask(file: File, questions: Annotated[Optional[list[str]], typer.Argument(hel
         index: IndexOpt = None, device: Device = "auto", dtype: Dtype = "auto", json_out: Json = False,
         quiet: Quiet = False, backend: Backend = "local", base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """Answer QUESTIONS about FILE from its index (reading it first if needed), with citations."""
-    from .answer import MODES
+    from ..ask.answer import MODES
 
     if mode not in MODES:
         raise typer.BadParameter(f"use one of {', '.join(MODES)}", param_hint="--mode")
@@ -155,7 +109,7 @@ def ask(file: File, questions: Annotated[Optional[list[str]], typer.Argument(hel
                                      "a UTF-8 text file with one question per line", param_hint="--questions")
     doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype, backend, base_url, api_key)
     if mode == "docstream":
-        from .answer import check_question
+        from ..ask.answer import check_question
 
         for q in qs:
             check_question(q, None, doc.settings.window)
@@ -198,7 +152,7 @@ def summarize(file: File,
               index: IndexOpt = None, device: Device = "auto", dtype: Dtype = "auto", quiet: Quiet = False,
               backend: Backend = "local", base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """Print the summary of FILE: the whole book, one sentence per chapter, or the notes."""
-    from .render import render_summary
+    from ..render import render_summary
 
     if level not in ("book", "chapter", "chunk"):
         raise typer.BadParameter("use book, chapter or chunk", param_hint="--level")
@@ -277,7 +231,7 @@ def batch_cmd(files: Annotated[list[Path], typer.Argument(help="The .txt or .md 
 
     Exit code 0 if every file is ok, 1 if some failed (their lines say why), 2 for bad arguments.
     """
-    from .batch import EXECUTORS, batch
+    from ..jobs.batch import EXECUTORS, batch
 
     if executor not in EXECUTORS:
         raise typer.BadParameter(f"use one of {', '.join(EXECUTORS)}", param_hint="--executor")
@@ -311,13 +265,10 @@ def batch_cmd(files: Annotated[list[Path], typer.Argument(help="The .txt or .md 
 def doctor(index: Annotated[Optional[Path], typer.Option("--index", help="Also check this index file.")] = None,
            json_out: Json = False) -> None:
     """Print versions, the model, cache dir and free disk; with --index, check that index file."""
-    from .doctor import render, report
+    from ..doctor import render, report
 
     rep = report(index)
     typer.echo(json.dumps(rep, ensure_ascii=False, indent=2) if json_out else render(rep))
-
-
-from . import cli_bench  # noqa: E402,F401  (registers `docstream bench …`)
 
 
 def _quiet_libraries() -> None:

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from .answer import Answer, Citation
-from .api import Document, ReadResult
-from .errors import BackendError, DocstreamError, Interrupted, SettingsError
+from ..api import Document, ReadResult
+from ..ask.answer import Answer, Citation
+from ..errors import BackendError, DocstreamError, Interrupted, SettingsError
 
 EXECUTORS = ("local", "ray")
 RAY_MISSING = "the ray executor needs ray — pip install 'docstream[ray]'"
@@ -175,7 +175,7 @@ def _read_all(jobs: Iterable[_Job], progress: bool = False, width: int = 8) -> I
     Documents are read in lockstep, `width` at a time, on one model (`api.read_together`: one sink cache per
     document, notes of all of them decoded in shared batches); a finished document's slot is refilled lazily.
     """
-    from .api import read_together
+    from ..api import read_together
 
     waiting: dict[int, _Job] = {}
 
@@ -247,7 +247,7 @@ def _ray_env() -> dict[str, str]:
     env = {k: os.environ[k] for k in ("DOCSTREAM_HOME", "HF_HUB_OFFLINE", "HF_HOME", "DOCSTREAM_BASE_URL",
                                        "OPENAI_API_KEY") if os.environ.get(k)}
     if "DOCSTREAM_HOME" not in env:
-        from .paths import home
+        from ..paths import home
 
         env["DOCSTREAM_HOME"] = str(home())
     return env
@@ -351,10 +351,10 @@ def _say(msg: str) -> None:
 def _validate(paths: Any, questions: Iterable[str], model: str | None, window: int, sinks: int,
               chunk_tokens: int, executor: str, ray_address: str | None, options: dict[str, Any]) -> tuple[
                   list[str], tuple[str, ...], str]:
-    from .answer import check_question
-    from .api import _context_length
-    from .model import model_name, resolve
-    from .note.reader import ReadSettings
+    from ..api import _context_length
+    from ..ask.answer import check_question
+    from ..backend.model import model_name, resolve
+    from ..settings import ReadSettings
 
     if executor not in EXECUTORS:
         raise SettingsError(f"executor {executor!r}: use one of {', '.join(EXECUTORS)}")

@@ -1,0 +1,1 @@
+"""Step 6–7, questions: rank the evidence (`retrieve.py`), then answer from it with citations (`answer.py`)."""

@@ -1,0 +1,1 @@
+"""Many documents at once: `batch.py` (local lockstep reading, or a Ray cluster)."""
