@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backend.base import Backend
-from .errors import InputError, Interrupted
+from .errors import InputError, Interrupted, SettingsError
 from .read.reader import ReadEvent
 from .settings import ReadSettings
 
 if TYPE_CHECKING:
     from .ask.answer import Answer
-    from .index.db import Note
+    from .index.rows import Note
     from .index.search import Hit
 
 _ENGINES: dict[tuple[str, str, str], Any] = {}
@@ -98,7 +98,7 @@ class Document:
         self._backend = {} if backend == "local" else {"backend": backend, "base_url": base_url, "api_key": api_key}
         identity = None  # the index identity's model part: the name (local), backend + name + tokenizer (remote)
         if self._backend or getattr(engine, "backend", "local") != "local":
-            from .backend import openai as remote
+            from .backend import served as remote
 
             remote.check_backend(backend)
             if engine is None and remote.given_model(model) is None:
@@ -208,34 +208,21 @@ class Document:
             self.read(progress=progress)
 
     # ------------------------------------------------------------------ asking
-    def ask_stream(self, question: str, mode: str = "docstream", max_tokens: int = 64) -> Iterator[str]:
-        """Yield the answer's text deltas; the finished `Answer` is then in `self.last_answer`."""
-        from .ask.answer import Answer, answer_stream, check_question
+    def ask(self, question: str, mode: str = "docstream", max_tokens: int = 64, stream: bool = False) -> Answer:
+        """Answer one question with citations (`mode`: docstream | stream | truncate). `stream=True` returns at
+        once with the evidence found: iterate the `Answer` for its text deltas (see `ask/answer.py`)."""
+        from .ask.answer import MODES, answer, check_question
 
-        check_question(question, None, self.settings.window)
-        if mode == "docstream":
+        if mode not in MODES:
+            raise SettingsError(f"mode {mode!r}: use one of {', '.join(MODES)}")
+        q = check_question(question, self.engine, self.settings.window)
+        if mode != "docstream":
+            ans = answer(self.source, None, self.engine, q, self.settings, mode=mode, max_tokens=max_tokens)
+        else:
             self.ensure_read()
-        ix = self._index() if mode == "docstream" else None
-        try:
-            for item in answer_stream(self.source, ix, self.engine, question, self.settings, mode=mode,
-                                      max_tokens=max_tokens):
-                if isinstance(item, Answer):
-                    self.last_answer = item
-                else:
-                    yield item
-        finally:
-            if ix is not None:
-                ix.close()
-
-    def ask(self, question: str, mode: str = "docstream", max_tokens: int = 64) -> Answer:
-        """Answer one question with citations. Returns an `Answer` (see `answer.py`)."""
-        for _ in self.ask_stream(question, mode=mode, max_tokens=max_tokens):
-            pass
-        return self.last_answer
-
-    def ask_many(self, questions: list[str], mode: str = "docstream") -> list[Answer]:
-        """Read once, answer many."""
-        return [self.ask(q, mode=mode) for q in questions]
+            with self._index() as ix:
+                ans = answer(self.source, ix, self.engine, q, self.settings, mode=mode, max_tokens=max_tokens)
+        return ans if stream else ans.done()
 
     # ------------------------------------------------------------------ stored results
     def notes(self, chapter: int | None = None) -> list[Note]:
@@ -250,6 +237,7 @@ class Document:
         """`book`: the book summary (str); `chapter`: list of (title, summary); `chunk`: the notes."""
         from . import summarize
 
+        check_summary(level, length, words)
         self.ensure_read()
         with self._index() as ix:
             if level == "chunk":
@@ -264,6 +252,18 @@ class Document:
                 return book.text
             return summarize.book_summary(self.engine, ix, self.title, target,
                                           self.settings.window + self.settings.max_pinned, self.source.text)
+
+
+def check_summary(level: str = "book", length: str = "medium", words: int | None = None) -> None:
+    """Refuse summary options that cannot work (before any reading starts)."""
+    from .summarize import LENGTHS
+
+    if level not in ("book", "chapter", "chunk"):
+        raise SettingsError(f"level {level!r}: use book, chapter or chunk")
+    if length not in LENGTHS:
+        raise SettingsError(f"length {length!r}: use one of {', '.join(LENGTHS)}")
+    if words is not None and words < 10:
+        raise SettingsError(f"words={words}: use at least 10 words")
 
 
 def open(path: str | Path, **kwargs: Any) -> Document:  # noqa: A001 - mirrors builtins.open on purpose

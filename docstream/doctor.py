@@ -102,7 +102,8 @@ def _sha256(path: Path) -> str | None:
 
 def check_index(path: str | Path) -> dict[str, Any]:
     """Integrity, schema version, counts and document status of one index file (opened read-only)."""
-    from .index.db import APPLICATION_ID, SCHEMA_VERSION
+    from .index.check import inspect_file
+    from .index.schema import SCHEMA_VERSION
 
     p = Path(path).expanduser()
     where = f"index {p}"
@@ -112,39 +113,8 @@ def check_index(path: str | Path) -> dict[str, Any]:
         raise IndexFileError(f"{p} is a directory — pass the index file (…/index/<hash>.db)")
     if p.stat().st_size == 0:
         raise IndexFileError(f"{where} is empty — delete it; the next read makes a new one")
-    try:
-        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as e:
-        raise IndexFileError(f"cannot open {where} ({e}) — check its permissions") from None
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        if app_id != APPLICATION_ID:
-            raise IndexFileError(f"{where} is not a docstream index — pass the .db file docstream made")
-        if version > SCHEMA_VERSION:
-            raise IndexFileError(f"{where} was made by a newer docstream (schema {version}, this one knows "
-                                 f"{SCHEMA_VERSION}) — upgrade docstream, or read the document again with --reread")
-        integrity = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-        if integrity != ["ok"]:
-            raise IndexFileError(f"{where} is corrupt ({integrity[0][:80]}) — delete it, or read the document "
-                                 "again with --reread")
-        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("chapters", "chunks", "notes", "tags", "summaries")}
-        for lvl in ("rolling", "chapter", "book"):
-            counts[f"summaries_{lvl}"] = conn.execute("SELECT count(*) FROM summaries WHERE level = ?",
-                                                      (lvl,)).fetchone()[0]
-        row = conn.execute("SELECT sha256, path, title, model, status, chunks_total, settings, updated "
-                           "FROM document WHERE id = 1").fetchone()
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    except sqlite3.OperationalError as e:
-        if "locked" in str(e).lower() or "busy" in str(e).lower():
-            raise IndexFileError(f"{where} is busy — another docstream process holds it; try again") from None
-        raise IndexFileError(f"{where} cannot be checked ({e}) — delete it, or read the document again with "
-                             "--reread") from None
-    except sqlite3.DatabaseError:
-        raise IndexFileError(f"{where} is corrupt — delete it, or read the document again with --reread") from None
-    finally:
-        conn.close()
+    found = inspect_file(p)
+    version, mode, counts, row = found["schema_version"], found["journal_mode"], found["counts"], found["document"]
     doc: dict[str, Any] | None = None
     if row is not None:
         sha, dpath, title, model, status, total, settings, updated = row
@@ -156,6 +126,7 @@ def check_index(path: str | Path) -> dict[str, Any]:
                "chunks_total": total, "settings": json.loads(settings or "{}"), "updated": updated,
                "file": on_disk}
     return {"path": str(p), "integrity": "ok", "schema_version": version, "schema_supported": SCHEMA_VERSION,
+            "migrations": found["migrations"],
             "journal_mode": mode, "size_bytes": p.stat().st_size, "counts": counts, "document": doc,
             "advice": _advice(doc, counts)}
 
@@ -209,7 +180,8 @@ def render(rep: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"index         {ix['path']} ({_size(ix['size_bytes'])}, {ix['journal_mode']})")
         lines.append(f"integrity     {ix['integrity']}")
-        lines.append(f"schema        {ix['schema_version']} (this docstream knows {ix['schema_supported']})")
+        lines.append(f"schema        {ix['schema_version']} (this docstream knows {ix['schema_supported']}); "
+                     f"migrations: {', '.join(ix['migrations']) or 'none recorded'}")
         lines.append(f"counts        {c['chapters']} chapters, {c['chunks']} chunks, {c['notes']} notes, "
                      f"{c['tags']} tags, {c['summaries']} summaries ({c['summaries_rolling']} rolling, "
                      f"{c['summaries_chapter']} chapter, {c['summaries_book']} book)")

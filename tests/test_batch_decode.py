@@ -5,10 +5,10 @@ In float64 the left-padded batch and the unpadded batch-1 runs agree to ~1e-15, 
 import pytest
 import torch
 
+from docstream.backend.forks import decode_forks, fork, prompt_fork
+from docstream.backend.generate import generate
 from docstream.backend.model import tiny
 from docstream.backend.sink_cache import SinkCache
-from docstream.backend.generate import generate
-from docstream.backend.forks import decode_forks, fork, prompt_fork
 
 
 @pytest.fixture(scope="module")

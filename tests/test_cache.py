@@ -6,12 +6,12 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from docstream.errors import SettingsError
+from docstream.backend.compat import cache_kwargs
+from docstream.backend.forks import decode_forks, fork
+from docstream.backend.generate import generate
 from docstream.backend.model import tiny
 from docstream.backend.sink_cache import SinkCache
-from docstream.backend.generate import generate
-from docstream.backend.forks import decode_forks, fork
-from docstream.backend.compat import cache_kwargs
+from docstream.errors import SettingsError
 
 V = 2000  # token ids used in tests
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from docstream.errors import ModelNotFound, SettingsError
 from docstream.text.chapters import FRONT_MATTER, Chapter, find_chapters
 from docstream.text.chunk import Chunk, chunk_document
-from docstream.errors import ModelNotFound, SettingsError
 from docstream.text.load import Document, load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,8 +17,9 @@ CORPUS = REPO.parent / "shared" / "corpus" / "gutenberg"
 
 @pytest.fixture(scope="module")
 def tok():
-    from docstream.backend.model import resolve
     from transformers import AutoTokenizer
+
+    from docstream.backend.model import resolve
 
     try:
         return AutoTokenizer.from_pretrained(resolve())

@@ -101,6 +101,18 @@ def test_baseline_modes_run(home, tiny_dir, short_text):
         assert out["mode"] == mode and out["citations"] == []
 
 
+def test_rag_mode_cites_plain_chunks_without_reading(home, tiny_dir, short_text):
+    from docstream.text.load import load
+
+    out = json.loads(run("ask", short_text, "What did the Rabbit take out of its waistcoat-pocket?", "--mode", "rag", "-m", tiny_dir, *SMALL,
+                         "--json", "--max-tokens", "4").stdout)
+    text = load(short_text).text
+    assert out["mode"] == "rag" and out["citations"]
+    assert all(text[c["char_start"]:c["char_end"]] == c["quote"] for c in out["citations"])
+    assert any("waistcoat-pocket" in c["quote"] for c in out["citations"])
+    assert not list((home / "index").glob("*.db"))  # plain BM25 needs no read
+
+
 def test_help_does_not_import_torch():
     import subprocess
     import sys

@@ -1,9 +1,8 @@
 """Streaming decode: deltas, stop strings, EOS, UTF-8 safety, eviction during generation, batching."""
 import torch
 
+from docstream.backend.generate import _Detok, chat_ids, generate, generate_batch
 from docstream.backend.sink_cache import SinkCache
-from docstream.backend.generate import chat_ids, generate, generate_batch
-from docstream.backend.generate import _Detok
 
 
 def _cache(lm, window=200):

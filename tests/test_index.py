@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
+import sqlite_utils
 
 from docstream.errors import IndexFileError
 from docstream.index import SCHEMA_VERSION, Index, Tag, default_path, fts_query, normalize_tag, settings_hash
@@ -90,17 +91,34 @@ def test_a_new_migration_upgrades_an_old_file(tmp_path, monkeypatch):
         ix.add_chunks(make_chunks())
         ix.add_note(0, "kept", ["victor"])
 
-    def add_column(db):
+    def m099_note_confidence(db):
         db.execute("ALTER TABLE notes ADD COLUMN confidence REAL")
 
-    monkeypatch.setattr(dbmod, "MIGRATIONS", [*dbmod.MIGRATIONS, add_column])
+    monkeypatch.setattr(dbmod, "MIGRATIONS", [*dbmod.MIGRATIONS, m099_note_confidence])
     monkeypatch.setattr(dbmod, "SCHEMA_VERSION", len(dbmod.MIGRATIONS))
     with Index.open(p) as ix:
         assert ix.schema_version == SCHEMA_VERSION + 1
         assert "confidence" in ix.db["notes"].columns_dict
         assert ix.notes()[0].gist == "kept" and [h.chunk for h in ix.search("victor")] == [0]
+        assert [name for name, _ in ix.migrations()][-1] == "m099_note_confidence"
     with Index.open(p) as ix:  # applied once only
         assert ix.schema_version == SCHEMA_VERSION + 1
+
+
+def test_migrations_are_recorded_by_name_also_in_a_file_from_before_the_record(tmp_path):
+    from docstream.index.schema import m001_initial
+
+    with Index.open(tmp_path / "new.db") as ix:
+        assert [name for name, _ in ix.migrations()] == ["m001_initial", "m002_migrations_table"]
+    old = tmp_path / "v1.db"  # as docstream 0.1 left it: the initial schema, user_version 1, no record
+    conn = sqlite3.connect(old)
+    m001_initial(sqlite_utils.Database(conn))
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with Index.open(old) as ix:
+        assert ix.schema_version == SCHEMA_VERSION
+        assert [name for name, _ in ix.migrations()] == ["m001_initial", "m002_migrations_table"]
 
 
 def test_memory_index_works():

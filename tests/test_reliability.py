@@ -27,6 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from docstream.cli.main import app
+from docstream.index import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = Path(os.environ["DOCSTREAM_HOME"]) / "models"  # conftest sets DOCSTREAM_HOME before this import
@@ -307,7 +308,7 @@ CASES = [
                                                        write(t, "bad.db", b"SQLite format 3\x00" + os.urandom(8192))),
          message=r"corrupt — delete it"),
     Case("index-newer-schema", lambda t, m, b: read_args(book(t), m, "--index", newer_schema(t)),
-         message=r"made by a newer docstream \(schema 99, this one knows 1\) — upgrade or use --reread"),
+         message=rf"made by a newer docstream \(schema 99, this one knows {SCHEMA_VERSION}\) — upgrade or use --reread"),
     Case("index-newer-schema-ask", lambda t, m, b: ask_args(book(t), m, "who?", "--index", newer_schema(t)),
          message=r"newer docstream"),
     Case("index-not-docstream", lambda t, m, b: read_args(book(t), m, "--index", foreign_db(t)),
@@ -738,7 +739,8 @@ def test_doctor_checks_an_index(base, home):
     res = cli("doctor", "--index", base.index, "--json")
     ix = json.loads(res.stdout)["index"]
     n = len(base.snap["chunks"])
-    assert ix["integrity"] == "ok" and ix["schema_version"] == 1
+    assert ix["integrity"] == "ok" and ix["schema_version"] == SCHEMA_VERSION
+    assert ix["migrations"] == ["m001_initial", "m002_migrations_table"]
     assert ix["counts"]["chunks"] == ix["counts"]["notes"] == n and ix["counts"]["tags"] > 0
     assert ix["counts"]["summaries_book"] == 1 and ix["counts"]["chapters"] == 2
     assert ix["document"]["status"] == "done" and ix["document"]["file"] == "unchanged"

@@ -172,7 +172,8 @@ def test_unknown_backend(home, short_text):
 
 
 def test_token_budget_and_output_cleaning_without_a_server():
-    from docstream.backend.openai import TiktokenTokenizer, _clean, _Window, identity, local_tokenizer_dir
+    from docstream.backend.openai import _clean, _Window
+    from docstream.backend.served import TiktokenTokenizer, identity, local_tokenizer_dir
 
     # a model the machine does not have: tiktoken's offline cl100k counts, and the identity says so
     assert local_tokenizer_dir("llama3.2:1b") is None

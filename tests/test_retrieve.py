@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from docstream.index import Index
 from docstream.ask.retrieve import Retrieval, _tag_lists, retrieve, rrf
+from docstream.index import Index
 
 BOOK = Path("/work/shared/corpus/gutenberg/pg84-frankenstein.txt")
 NEEDLE_CHUNK = 187

@@ -128,9 +128,9 @@ def test_a_long_output_in_a_small_window_still_merges(engine):
 def test_book_summary_lengths_are_parts_in_order(home, tiny_dir, short_text, monkeypatch):
     """`summary(length=...)` writes one part per 25 words asked for (at most one per input), each from the next
     run of inputs, its prompt naming its place in the story; `--words` below 10 is refused."""
-    import docstream
     from typer.testing import CliRunner
 
+    import docstream
     from docstream.cli.main import app
 
     doc = docstream.open(short_text, model=str(tiny_dir), window=512, chunk_tokens=128)

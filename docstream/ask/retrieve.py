@@ -33,7 +33,6 @@ Design choices:
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -41,7 +40,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..index import Index, Summary
+from ..index import Index, Summary, search
+from ..index.rows import Span
 from ..index.search import STOP_WORDS, fts_query, fts_terms, ranked_chunks
 
 __all__ = ["Passage", "Retrieval", "retrieve", "rrf", "RRF_K"]
@@ -58,16 +58,10 @@ QUESTION_WORDS = frozenset("""
 
 
 @dataclass
-class Passage:
+class Passage(Span):
     """One retrieved chunk with everything needed to quote and cite it."""
 
     chunk: int
-    chapter: int | None
-    chapter_title: str | None
-    char_start: int
-    char_end: int
-    line_start: int | None
-    line_end: int | None
     text: str
     gist: str | None
     score: float
@@ -125,10 +119,8 @@ def _tag_lists(index: Index, question: str, terms: list[str], n_chunks: int) -> 
     match = fts_query(question, prefix=True)
     if not match:
         return [], [], []
-    conn = index.db.conn
-    rows = conn.execute(
-        "SELECT t.id, t.name, (SELECT count(*) FROM chunk_tags ct WHERE ct.tag_id = t.id) AS df "
-        "FROM tags_fts JOIN tags t ON t.id = tags_fts.rowid WHERE tags_fts MATCH ? LIMIT 500", [match]).fetchall()
+    db = index.db
+    rows = search.tag_matches(db, match)
     weights: dict[int, float] = {}
     coverage: dict[int, float] = {}
     names: dict[int, str] = {}
@@ -143,41 +135,25 @@ def _tag_lists(index: Index, question: str, terms: list[str], n_chunks: int) -> 
         weights[tag_id] = cov * cov * hit * math.log(1 + n_chunks / df)
     if not weights:
         return [], [], []
-    ids = json.dumps(list(weights))
     scores: dict[int, float] = defaultdict(float)
-    for chunk, tag_id in conn.execute(
-            "SELECT chunk, tag_id FROM chunk_tags WHERE tag_id IN (SELECT value FROM json_each(?))", [ids]):
+    for chunk, tag_id in search.chunks_with_tags(db, list(weights)):
         scores[chunk] += weights[tag_id]
     by_tag = [c for c, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))][:DEPTH]
 
     seeds = sorted((t for t in weights if coverage[t] >= 0.5), key=lambda t: -weights[t])[:5]
     co_list: list[int] = []
     if seeds:
-        sj = json.dumps(seeds)
-        co = conn.execute(
-            "SELECT ct2.tag_id, count(DISTINCT ct2.chunk) AS cooc, "
-            "(SELECT count(*) FROM chunk_tags x WHERE x.tag_id = ct2.tag_id) AS df "
-            "FROM chunk_tags ct1 JOIN chunk_tags ct2 ON ct2.chunk = ct1.chunk "
-            "WHERE ct1.tag_id IN (SELECT value FROM json_each(?)) AND ct2.tag_id NOT IN "
-            "(SELECT value FROM json_each(?)) GROUP BY ct2.tag_id HAVING cooc >= 2", [sj, ids]).fetchall()
+        co = search.cooccurring_tags(db, seeds, exclude=list(weights), min_chunks=2)
         assoc = {t: c / df for t, c, df in co if df and c / df >= 0.5}
         top = dict(sorted(assoc.items(), key=lambda kv: -kv[1] * math.log1p(kv[1]))[:5])
         if top:
             co_scores: dict[int, float] = defaultdict(float)
-            for chunk, tag_id in conn.execute(
-                    "SELECT chunk, tag_id FROM chunk_tags WHERE tag_id IN (SELECT value FROM json_each(?))",
-                    [json.dumps(list(top))]):
+            for chunk, tag_id in search.chunks_with_tags(db, list(top)):
                 if chunk not in scores:
                     co_scores[chunk] += top[tag_id]
             co_list = [c for c, _ in sorted(co_scores.items(), key=lambda kv: (-kv[1], kv[0]))][:DEPTH]
     matched = [names[t] for t in sorted(weights, key=lambda t: -weights[t])]
     return by_tag, co_list, matched
-
-
-def _df(conn, term: str) -> int:
-    """Number of chunks matching `term` in any column (porter-stemmed, like the searches)."""
-    match = fts_query(term)
-    return conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", [match]).fetchone()[0] if match else 0
 
 
 def retrieve(
@@ -194,10 +170,10 @@ def retrieve(
     if not out.terms or budget_tokens <= 0 or k <= 0:
         return _finish(index, out, [], t0)
     db = index.db
-    n_chunks = db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] or 1
+    n_chunks = search.chunk_count(db) or 1
     query = " ".join(out.terms)
     lists = {col: ranked_chunks(db, query, DEPTH, column=col) for col in ("text", "gist", "tags")}
-    rare = [t for t in out.terms if 0 < _df(db.conn, t) <= max(3, RARE_FRACTION * n_chunks)]
+    rare = [t for t in out.terms if 0 < search.chunk_df(db, t) <= max(3, RARE_FRACTION * n_chunks)]
     lists["rare"] = ranked_chunks(db, " ".join(rare), DEPTH) if rare else []
     lists["tag_expansion"], lists["tag_cooccurrence"], out.expanded_tags = _tag_lists(
         index, query, out.terms, n_chunks)
@@ -207,9 +183,7 @@ def retrieve(
 
     candidates = fused[: max(4 * k, 20)]
     rows = {c.ordinal: c for c in index.chunks(c for c, _ in candidates)}
-    gists = dict(db.conn.execute(
-        "SELECT chunk, gist FROM notes WHERE chunk IN (SELECT value FROM json_each(?))",
-        [json.dumps([c for c, _ in candidates])]).fetchall())
+    gists = search.gists_of(db, [c for c, _ in candidates])
     kept: list[Passage] = []
     used = 0
     for rank, (ordinal, score) in enumerate(candidates, start=1):
@@ -217,8 +191,9 @@ def retrieve(
         if c is None:
             continue
         tokens = c.tokens if c.tokens is not None else count_tokens(c.text)
-        p = Passage(c.ordinal, c.chapter, c.chapter_title, c.char_start, c.char_end, c.line_start, c.line_end,
-                    c.text, gists.get(ordinal), score, rank, tokens)
+        p = Passage(c.ordinal, c.text, gists.get(ordinal), score, rank, tokens, chapter=c.chapter,
+                    chapter_title=c.chapter_title, char_start=c.char_start, char_end=c.char_end,
+                    line_start=c.line_start, line_end=c.line_end)
         if used + tokens <= budget_tokens:
             kept.append(p)
             used += tokens

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import Json, Model, handle_errors
+from .options import Jobs, Json, Model, Window, handle_errors
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (see README).")
 
@@ -61,8 +61,7 @@ def bench_needle(haystack: Annotated[Optional[Path], typer.Option(
                  = "docstream,stream,truncate",
                  out: Annotated[Path, typer.Option(help="Output folder (texts/, needle.json, needle.png).")]
                  = Path("bench-out/needle"),
-                 window: Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")] = 2048,
-                 jobs: Annotated[int, typer.Option(help="Cells run in parallel worker processes.")] = 1,
+                 window: Window = 2048, jobs: Jobs = 1,
                  model: Model = None, json_out: Json = False) -> None:
     """Needle in a haystack: is one inserted sentence answered (and cited) at every length × depth, per mode?"""
     from ..bench import needle as nb
@@ -83,9 +82,8 @@ def bench_summary(data: Annotated[Optional[Path], typer.Option(
                   = "docstream,truncate,stream",
                   out: Annotated[Path, typer.Option(help="Output folder (texts/, summary.json).")]
                   = Path("bench-out/summary"),
-                  window: Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")] = 2048,
                   words: Annotated[int, typer.Option(help="Target words of every method's summary.")] = 120,
-                  jobs: Annotated[int, typer.Option(help="Cells run in parallel worker processes.")] = 1,
+                  window: Window = 2048, jobs: Jobs = 1,
                   model: Model = None, json_out: Json = False) -> None:
     """Plot summaries of SQuALITY stories by docstream, truncate and stream: ROUGE, faithfulness, coverage."""
     from ..bench import summary as sb
@@ -125,3 +123,24 @@ def bench_batch(files: Annotated[Optional[list[Path]], typer.Argument(
 
     batch.print_report(batch.run(files or [], docs=docs, tokens=tokens, width=width, model=model, window=window),
                        as_json=json_out)
+
+
+@bench_app.command("qa")
+@handle_errors
+def bench_qa(data: Annotated[Path, typer.Option(help="QA dev set (.jsonl).")] = Path("samples/qa/dev.jsonl"),
+             corpus: Annotated[Path, typer.Option(help="Folder of the dev set's books.")]
+             = Path("../shared/corpus/gutenberg"),
+             modes: Annotated[str, typer.Option(help="Subset of docstream,rag,oracle,truncate,stream.")]
+             = "docstream,rag,oracle,truncate",
+             books: Annotated[str, typer.Option(help="Only books whose file name contains one of these (comma-"
+                                                     "separated).")] = "",
+             answer: Annotated[bool, typer.Option(help="Generate answers (--no-answer: retrieval figures only).")]
+             = True,
+             out: Annotated[Optional[Path], typer.Option(help="Also write every cell to this JSON file.")] = None,
+             window: Window = 2048, model: Model = None, json_out: Json = False) -> None:
+    """Detail questions over whole novels: retrieval and citation recall, accuracy and latency per mode."""
+    from ..bench import qa
+
+    res = qa.run(data, corpus, modes=tuple(_csv(modes)), books=tuple(_csv(books)), model=model, window=window,
+                 generate=answer, out=out)
+    qa.print_report(res, as_json=json_out)

@@ -70,11 +70,11 @@ def read(file: File, model: Model = None, window: Window = 2048, sinks: Sinks = 
 
 def _print_answer(doc: Any, question: str, mode: str, json_out: bool, max_tokens: int) -> dict[str, Any]:
     if not json_out:
-        for delta in doc.ask_stream(question, mode=mode, max_tokens=max_tokens):
+        ans = doc.ask(question, mode=mode, max_tokens=max_tokens, stream=True)
+        for delta in ans:
             sys.stdout.write(delta)
             sys.stdout.flush()
         typer.echo("")
-        ans = doc.last_answer
         for i, c in enumerate(ans.citations, 1):
             quote = " ".join(c.quote.split())
             quote = quote if len(quote) <= 240 else quote[:237] + "..."
@@ -152,16 +152,12 @@ def summarize(file: File,
               index: IndexOpt = None, device: Device = "auto", dtype: Dtype = "auto", quiet: Quiet = False,
               backend: Backend = "local", base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """Print the summary of FILE: the whole book, one sentence per chapter, or the notes."""
+    from ..api import check_summary
     from ..render import render_summary
 
-    if level not in ("book", "chapter", "chunk"):
-        raise typer.BadParameter("use book, chapter or chunk", param_hint="--level")
     if fmt not in ("text", "md", "json"):
         raise typer.BadParameter("use text, md or json", param_hint="--format")
-    if length not in ("short", "medium", "long"):
-        raise typer.BadParameter("use short, medium or long", param_hint="--length")
-    if words is not None and words < 10:
-        raise typer.BadParameter("use at least 10 words", param_hint="--words")
+    check_summary(level, length, words)
     doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype, backend, base_url, api_key)
     doc.ensure_read(progress=not (quiet or fmt == "json"))
     typer.echo(render_summary(doc, level, fmt, length, words))

@@ -14,6 +14,7 @@ File = Annotated[Path, typer.Argument(help="A .txt or .md file.", show_default=F
 Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="DOCSTREAM_MODEL",
                                               help="Model alias, local HF directory or hub id [default: smollm2-135m].")]
 Window = Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")]
+Jobs = Annotated[int, typer.Option(help="Benchmark cells run in parallel worker processes.")]
 Sinks = Annotated[int, typer.Option(help="Attention-sink tokens kept at the start.")]
 ChunkTokens = Annotated[int, typer.Option("--chunk-tokens", help="Tokens per chunk (0 = window/4).")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index file (default: in the cache dir).")]

@@ -5,20 +5,9 @@
         ix.add_note(3, "Victor reaches Ingolstadt.", {"model": ["Ingolstadt", "university"]})
         ix.search("Ingolstadt")
 """
-from docstream.index.db import (
-    SCHEMA_VERSION,
-    DocumentInfo,
-    Index,
-    IndexedChapter,
-    IndexedChunk,
-    Note,
-    Summary,
-    Tag,
-    default_path,
-    normalize_tag,
-    settings_hash,
-)
-from docstream.index.search import Hit, fts_query, fts_terms
+from docstream.index.db import SCHEMA_VERSION, Index, default_path, settings_hash
+from docstream.index.rows import DocumentInfo, Hit, IndexedChapter, IndexedChunk, Note, Summary
+from docstream.index.search import Tag, fts_query, fts_terms, normalize_tag
 
 __all__ = [
     "SCHEMA_VERSION", "DocumentInfo", "Hit", "Index", "IndexedChapter", "IndexedChunk", "Note", "Summary",

@@ -7,8 +7,8 @@ Design choices:
   `sqlite_utils.Database`; every write runs in an explicit `BEGIN IMMEDIATE` transaction (`_write()`), so
   a writer takes the write lock up front instead of failing to upgrade a read. WAL + `busy_timeout`
   (30 s) let one writer and many readers work concurrently without `database is locked`.
-- Schema by migrations: `MIGRATIONS[i]` takes the file from `user_version == i` to `i + 1`, each in its own
-  transaction. A newer `user_version` is refused; so is a file stamped with a foreign `application_id`,
+- Schema by named migrations (`schema.py`): `MIGRATIONS[i]` takes the file from `user_version == i` to `i + 1`,
+  each in its own transaction, and its name is recorded in `_migrations`. A newer `user_version` is refused; so is a file stamped with a foreign `application_id`,
   an unversioned file that already has tables, random bytes and anything failing `PRAGMA quick_check`.
   Those all raise `IndexFileError` with a one-line message that says what to do.
 - The tag index: `tags(id, name UNIQUE)` + `chunk_tags(chunk, tag_id, source)`. All tags go through
@@ -41,8 +41,7 @@ from typing import Any
 import sqlite_utils
 
 from docstream.errors import IndexFileError
-from docstream.index import search as _search
-from docstream.index.rows import DocumentInfo, IndexedChapter, IndexedChunk, Note, Summary
+from docstream.index.reads import Reads
 from docstream.index.schema import MIGRATIONS, SCHEMA_VERSION
 from docstream.index.search import TAG_SOURCES, Tag, _tag_pairs, normalize_tag  # noqa: F401 (re-exported)
 from docstream.paths import index_dir
@@ -79,7 +78,7 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 # ---------------------------------------------------------------- the index
 
-class Index:
+class Index(Reads):
     """One document's index. Open with `Index.open(path)`; use as a context manager to close it."""
 
     def __init__(self, db: sqlite_utils.Database, path: Path | None):
@@ -151,8 +150,15 @@ class Index:
                 if version >= SCHEMA_VERSION:
                     return
                 MIGRATIONS[version](self.db)
+                if self.db["_migrations"].exists():  # record this one (and, the first time, those before it)
+                    conn.executemany("INSERT OR IGNORE INTO _migrations (name, applied) VALUES (?, ?)",
+                                     [(m.__name__, _now()) for m in MIGRATIONS[:version + 1]])
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {version + 1}")
+
+    def migrations(self) -> list[tuple[str, str]]:
+        """The named migrations applied to this file, in order: (name, when recorded)."""
+        return [tuple(r) for r in self.db.conn.execute("SELECT name, applied FROM _migrations ORDER BY name")]
 
     @property
     def schema_version(self) -> int:
@@ -368,90 +374,6 @@ class Index:
             cur = conn.execute("INSERT INTO summaries (level, chapter, chunk_start, chunk_end, text, created) "
                                "VALUES (?, ?, ?, ?, ?, ?)", (level, chapter, chunk_start, chunk_end, text, _now()))
             return cur.lastrowid
-
-    # -- reads ----------------------------------------------------------
-    def document(self) -> DocumentInfo | None:
-        row = next(self.db.query("SELECT * FROM document WHERE id = 1"), None)
-        if row is None:
-            return None
-        row.pop("id")
-        row["settings"] = json.loads(row["settings"] or "{}")
-        return DocumentInfo(**row)
-
-    def chapters(self) -> list[IndexedChapter]:
-        return [IndexedChapter(**r) for r in self.db.query(
-            'SELECT "index", title, char_start, char_end, line_start, line_end FROM chapters ORDER BY "index"')]
-
-    _CHUNK_SQL = ("SELECT c.ordinal, c.chapter, ch.title AS chapter_title, c.char_start, c.char_end, "
-                  "c.line_start, c.line_end, c.tokens, c.text FROM chunks c "
-                  'LEFT JOIN chapters ch ON ch."index" = c.chapter')
-
-    def chunks(self, ordinals: Iterable[int] | None = None) -> list[IndexedChunk]:
-        """All chunks in order, or only `ordinals` (still in document order)."""
-        if ordinals is None:
-            return [IndexedChunk(**r) for r in self.db.query(self._CHUNK_SQL + " ORDER BY c.ordinal")]
-        ids = list(dict.fromkeys(int(o) for o in ordinals))
-        if not ids:
-            return []
-        return [IndexedChunk(**r) for r in self.db.query(
-            self._CHUNK_SQL + " WHERE c.ordinal IN (SELECT value FROM json_each(?)) ORDER BY c.ordinal",
-            [json.dumps(ids)])]
-
-    def chunk(self, ordinal: int) -> IndexedChunk | None:
-        row = next(self.db.query(self._CHUNK_SQL + " WHERE c.ordinal = ?", [ordinal]), None)
-        return IndexedChunk(**row) if row else None
-
-    def notes(self, chapter: int | None = None) -> list[Note]:
-        """Notes in document order, joined with chunk spans, chapter title and tags."""
-        where, params = ("WHERE c.chapter = ?", [chapter]) if chapter is not None else ("", [])
-        rows = list(self.db.query(
-            "SELECT n.chunk, c.chapter, ch.title AS chapter_title, c.char_start, c.char_end, c.line_start, "
-            "c.line_end, n.gist, n.created, (SELECT group_concat(name, char(31)) FROM (SELECT t.name FROM "
-            "chunk_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.chunk = n.chunk ORDER BY ct.rowid)) AS tags "
-            'FROM notes n JOIN chunks c ON c.ordinal = n.chunk LEFT JOIN chapters ch ON ch."index" = c.chapter '
-            f"{where} ORDER BY n.chunk", params))
-        for r in rows:
-            r["tags"] = r["tags"].split("\x1f") if r["tags"] else []
-        return [Note(**r) for r in rows]
-
-    def tags_for(self, chunk: int) -> list[Tag]:
-        return [Tag(r["name"], r["source"]) for r in self.db.query(
-            "SELECT t.name, ct.source FROM chunk_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.chunk = ? "
-            "ORDER BY ct.rowid", [chunk])]
-
-    def top_names(self, n: int) -> list[str]:
-        """The `n` name tags found in the most passages (most first)."""
-        return [r["name"] for r in self.db.query(
-            "SELECT t.name, count(DISTINCT ct.chunk) AS k FROM chunk_tags ct JOIN tags t ON t.id = ct.tag_id "
-            "WHERE ct.source = 'name' GROUP BY t.id ORDER BY k DESC, t.name LIMIT ?", [n])]
-
-    def first_unnoted_chunk(self) -> int | None:
-        """The lowest chunk ordinal without a note (the resume point); None when every stored chunk has one."""
-        row = self.db.conn.execute("SELECT min(ordinal) FROM chunks WHERE ordinal NOT IN "
-                                   "(SELECT chunk FROM notes)").fetchone()
-        return row[0]
-
-    def summaries(self, level: str, chapter: int | None = None) -> list[Summary]:
-        """Summaries of `level` (optionally of one chapter), ordered by chapter then chunk_end."""
-        where, params = "WHERE level = ?", [level]
-        if chapter is not None:
-            where, params = where + " AND chapter = ?", [level, chapter]
-        return [Summary(**r) for r in self.db.query(
-            f"SELECT * FROM summaries {where} ORDER BY chapter, chunk_end, id", params)]
-
-    def latest_summary(self, level: str, chapter: int | None = None) -> Summary | None:
-        found = self.summaries(level, chapter)
-        return max(found, key=lambda s: (s.chunk_end, s.id)) if found else None
-
-    def counts(self) -> dict[str, int]:
-        return {t: self.db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("chapters", "chunks", "notes", "tags", "chunk_tags", "summaries")}
-
-    # -- search ---------------------------------------------------------
-    def search(self, query: str, limit: int = 10, *, column: str | None = None,
-               snippets: bool = True) -> list[_search.Hit]:
-        """BM25 search over chunk text, gists and tags (see `docstream.index.search`)."""
-        return _search.search(self.db, query, limit, column=column, snippets=snippets)
 
 
 def _is_busy(e: sqlite3.OperationalError) -> bool:

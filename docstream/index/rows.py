@@ -1,4 +1,8 @@
-"""The rows an `Index` returns: plain dataclasses, one per table (a note joined with its chunk and tags)."""
+"""The rows an `Index` returns: plain dataclasses, one per table (a note joined with its chunk and tags).
+
+Every row that points into the file is a `Span` (chapter, chapter title, char and line range): chunks, notes,
+search hits and retrieved passages. Span fields are keyword-only, so each row's own fields stay positional.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,28 +34,28 @@ class IndexedChapter:
     line_end: int | None = None
 
 
-@dataclass
-class IndexedChunk:
-    ordinal: int
+@dataclass(kw_only=True)
+class Span:
+    """Where a row sits in the file: `text[char_start:char_end]`, lines 1-based inclusive."""
+
     chapter: int | None
     chapter_title: str | None
     char_start: int
     char_end: int
-    line_start: int | None
-    line_end: int | None
+    line_start: int | None = None
+    line_end: int | None = None
+
+
+@dataclass
+class IndexedChunk(Span):
+    ordinal: int
     tokens: int | None
     text: str
 
 
 @dataclass
-class Note:
+class Note(Span):
     chunk: int
-    chapter: int | None
-    chapter_title: str | None
-    char_start: int
-    char_end: int
-    line_start: int | None
-    line_end: int | None
     gist: str
     tags: list[str] = field(default_factory=list)
     created: str | None = None
@@ -66,3 +70,14 @@ class Summary:
     chunk_end: int
     text: str
     created: str
+
+
+@dataclass
+class Hit(Span):
+    """One search result: a chunk with its citation span, note and a highlighted snippet."""
+
+    chunk: int
+    score: float
+    gist: str | None
+    tags: list[str] = field(default_factory=list)
+    snippet: str | None = None

@@ -1,4 +1,4 @@
-"""The index schema, as migrations: `MIGRATIONS[i]` takes a file from `user_version == i` to `i + 1`.
+"""The index schema, as named migrations: `MIGRATIONS[i]` takes a file from `user_version == i` to `i + 1`.
 
 Design choices:
 - Tables: `document` (one row), `chapters`, `chunks`, `notes`, the tag index `tags` + `chunk_tags`, and
@@ -7,6 +7,8 @@ Design choices:
   external-content) table because its columns come from three tables; triggers on chunks, notes,
   chunk_tags and tags keep it in sync. `tags_fts(name)` is an external-content FTS5 table over `tags`.
 - A migration only ever adds: a new one is appended, never edited (files in users' caches carry the old ones).
+- Each is a function named `mNNN_what`; the names applied are recorded in `_migrations(name, applied)` (from
+  m002 on, which also records m001), so `docstream doctor --index FILE` can say what a file went through.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Callable
 
 import sqlite_utils
 
-_FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 
 def _tags_of(chunk: str) -> str:
@@ -23,7 +25,7 @@ def _tags_of(chunk: str) -> str:
             f"JOIN tags t ON t.id = ct.tag_id WHERE ct.chunk = {chunk} ORDER BY ct.rowid)), '')")
 
 
-def _migration_1(db: sqlite_utils.Database) -> None:
+def m001_initial(db: sqlite_utils.Database) -> None:
     db.executescript(f"""
     CREATE TABLE document (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -61,9 +63,9 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     );
     CREATE INDEX summaries_level ON summaries (level, chapter, chunk_end);
 
-    CREATE VIRTUAL TABLE chunks_fts USING fts5 (text, gist, tags, tokenize = '{_FTS_TOKENIZE}');
+    CREATE VIRTUAL TABLE chunks_fts USING fts5 (text, gist, tags, tokenize = '{FTS_TOKENIZE}');
     CREATE VIRTUAL TABLE tags_fts USING fts5 (
-        name, content = 'tags', content_rowid = 'id', tokenize = '{_FTS_TOKENIZE}');
+        name, content = 'tags', content_rowid = 'id', tokenize = '{FTS_TOKENIZE}');
 
     CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
         INSERT INTO chunks_fts (rowid, text, gist, tags) VALUES (new.ordinal, new.text,
@@ -111,5 +113,9 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+def m002_migrations_table(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_migrations_table]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,11 +20,13 @@ Design choices:
 """
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import sqlite_utils
+
+from .rows import Hit
 
 __all__ = ["STOP_WORDS", "TAG_SOURCES", "Hit", "Tag", "fts_terms", "fts_query", "normalize_tag", "search", "WEIGHTS"]
 
@@ -117,23 +119,6 @@ def _tag_pairs(tags: Any) -> list[Tag]:
         if norm is not None and norm not in out:
             out[norm] = Tag(norm, source)
     return list(out.values())
-
-
-@dataclass
-class Hit:
-    """One search result: a chunk with its citation span, note and a highlighted snippet."""
-
-    chunk: int
-    score: float
-    chapter: int | None
-    chapter_title: str | None
-    char_start: int
-    char_end: int
-    line_start: int | None
-    line_end: int | None
-    gist: str | None
-    tags: list[str] = field(default_factory=list)
-    snippet: str | None = None
 
 
 def fts_terms(text: str | None) -> list[str]:
@@ -237,3 +222,47 @@ def ranked_chunks(db: sqlite_utils.Database, query: str, limit: int, column: str
     w = ", ".join(str(x) for x in WEIGHTS)
     sql = f"SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts, {w}), rowid LIMIT ?"
     return [r[0] for r in db.execute(sql, [match, limit]).fetchall()]
+
+
+# ---------------------------------------------------------------------------------------------- for retrieval
+def chunk_count(db: sqlite_utils.Database) -> int:
+    return db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+
+def chunk_df(db: sqlite_utils.Database, term: str) -> int:
+    """Number of chunks matching `term` in any column (porter-stemmed, like the searches)."""
+    match = fts_query(term)
+    if not match:
+        return 0
+    return db.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", [match]).fetchone()[0]
+
+
+def gists_of(db: sqlite_utils.Database, chunks: list[int]) -> dict[int, str]:
+    return dict(db.conn.execute("SELECT chunk, gist FROM notes WHERE chunk IN (SELECT value FROM json_each(?))",
+                                [json.dumps(chunks)]).fetchall())
+
+
+def tag_matches(db: sqlite_utils.Database, match: str, limit: int = 500) -> list[tuple[int, str, int]]:
+    """(tag id, name, chunks carrying it) for the tags whose names match the FTS query `match`."""
+    return db.conn.execute(
+        "SELECT t.id, t.name, (SELECT count(*) FROM chunk_tags ct WHERE ct.tag_id = t.id) AS df "
+        "FROM tags_fts JOIN tags t ON t.id = tags_fts.rowid WHERE tags_fts MATCH ? LIMIT ?", [match, limit]).fetchall()
+
+
+def chunks_with_tags(db: sqlite_utils.Database, tag_ids: list[int]) -> list[tuple[int, int]]:
+    """(chunk, tag id) for every chunk carrying one of `tag_ids`."""
+    return db.conn.execute("SELECT chunk, tag_id FROM chunk_tags WHERE tag_id IN (SELECT value FROM json_each(?))",
+                           [json.dumps(tag_ids)]).fetchall()
+
+
+def cooccurring_tags(db: sqlite_utils.Database, seeds: list[int], exclude: list[int], min_chunks: int
+                     ) -> list[tuple[int, int, int]]:
+    """(tag id, chunks shared with the seeds, chunks carrying it) for tags outside `exclude` that appear in at
+    least `min_chunks` of the seeds' chunks."""
+    return db.conn.execute(
+        "SELECT ct2.tag_id, count(DISTINCT ct2.chunk) AS cooc, "
+        "(SELECT count(*) FROM chunk_tags x WHERE x.tag_id = ct2.tag_id) AS df "
+        "FROM chunk_tags ct1 JOIN chunk_tags ct2 ON ct2.chunk = ct1.chunk "
+        "WHERE ct1.tag_id IN (SELECT value FROM json_each(?)) AND ct2.tag_id NOT IN "
+        "(SELECT value FROM json_each(?)) GROUP BY ct2.tag_id HAVING cooc >= ?",
+        [json.dumps(seeds), json.dumps(exclude), min_chunks]).fetchall()

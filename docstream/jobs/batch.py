@@ -45,7 +45,8 @@ from typing import Any, Literal
 
 from ..api import Document, ReadResult
 from ..ask.answer import Answer, Citation
-from ..errors import BackendError, DocstreamError, Interrupted, SettingsError
+from ..errors import DocstreamError, Interrupted, SettingsError
+from .ray import run_ray
 
 EXECUTORS = ("local", "ray")
 RAY_MISSING = "the ray executor needs ray — pip install 'docstream[ray]'"
@@ -237,58 +238,6 @@ def _run_local(paths: list[str], spec: _Spec, progress: bool) -> Iterator[Result
     return _run_jobs(paths, spec, progress)
 
 
-def _ray_task(path: str, spec: _Spec) -> Result:
-    """One Ray task: the same pipeline as the local executor, for one document."""
-    return next(_run_jobs([path], spec, progress=False))
-
-
-def _ray_env() -> dict[str, str]:
-    """Environment the Ray workers need to find models and indexes like the driver does."""
-    env = {k: os.environ[k] for k in ("DOCSTREAM_HOME", "HF_HUB_OFFLINE", "HF_HOME", "DOCSTREAM_BASE_URL",
-                                       "OPENAI_API_KEY") if os.environ.get(k)}
-    if "DOCSTREAM_HOME" not in env:
-        from ..paths import home
-
-        env["DOCSTREAM_HOME"] = str(home())
-    return env
-
-
-def _run_ray(paths: list[str], spec: _Spec, address: str | None, progress: bool) -> Iterator[Result]:
-    import logging
-
-    import ray
-
-    started = False
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"runtime_env": {"env_vars": _ray_env()}, "logging_level": logging.WARNING}
-        try:
-            if address:
-                ray.init(address=address, **kwargs)
-            else:
-                ray.init(include_dashboard=False, **kwargs)
-        except Exception as e:  # noqa: BLE001 - no cluster there, or a local runtime that cannot start
-            where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
-            raise BackendError(f"cannot start or reach {where}: {_one_line(e)} — check --ray-address "
-                               "(`ray status` on the head node), or leave it out to run Ray locally") from None
-        started = True
-    task = ray.remote(num_cpus=1)(_ray_task).options(runtime_env={"env_vars": _ray_env()})
-    refs = {task.remote(p, spec): p for p in paths}
-    pending = list(refs)
-    try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                try:
-                    yield ray.get(ref)
-                except ray.exceptions.RayError as e:  # the worker died (OOM, node lost…): that document failed
-                    yield Result(document=refs[ref], status="error", error=_one_line(e))
-    finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        if started:
-            ray.shutdown()
-
-
 # ---------------------------------------------------------------------------------------------- resuming
 
 def _load_done(jsonl: Path, cwd: str) -> dict[str, set[str]]:
@@ -429,7 +378,11 @@ def _batch_iter(paths: list[str], spec: _Spec, executor: str, ray_address: str |
     if not todo:
         return
     sink = _Sink(jsonl) if jsonl is not None else None
-    runner = _run_ray(todo, spec, ray_address, progress) if executor == "ray" else _run_local(todo, spec, progress)
+    if executor == "ray":
+        runner = run_ray(todo, spec, _run_jobs, ray_address,
+                         failed=lambda p, e: Result(document=p, status="error", error=_one_line(e)))
+    else:
+        runner = _run_local(todo, spec, progress)
     try:
         for i, r in enumerate(runner, 1):
             if sink is not None:

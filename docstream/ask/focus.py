@@ -1,0 +1,110 @@
+"""Evidence, cut to sentences and cited: from retrieved passages to the exact spans put in the answer window.
+
+Design choices:
+- Retrieval (`retrieve.py`) ranks whole chunks; here the best chunks are cut into sentence-aligned windows
+  (~`span_chars` each, exact char offsets) and the windows that share the most (rare) words with the
+  question fill the evidence budget. Small models answer far better from a few focused sentences than from
+  pages; citations then point at the sentences actually used.
+- Every citation's quote is `doc.text[char_start:char_end]` — an exact substring of the decoded file.
+- The answer prompt (`evidence_prompt`) is the same for every mode that brings evidence (docstream, rag, the
+  benchmark's oracle), so modes differ only in which evidence they find.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .. import prompts
+
+_WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
+_STOP = set("""a an the of to in on at by for with from and or but not is are was were be been being do does did
+what which who whom whose when where why how that this these those it its he she they them his her their i you we
+me my your our us as if than then so such there here any all some no yes about into over under again very can could
+would should will shall may might must has have had tell say said""".split())
+_SENT_END = re.compile(r"(?<=[.!?\"”’])\s+|\n\s*\n")
+
+
+@dataclass
+class Citation:
+    chunk: int
+    chapter: str
+    char_start: int
+    char_end: int
+    line_start: int
+    line_end: int
+    quote: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def terms(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP and len(w) > 1]
+
+
+def sentence_windows(text: str, base: int, span_chars: int) -> list[tuple[int, int]]:
+    """Split text into consecutive sentence-aligned windows of about span_chars; absolute (start, end)."""
+    bounds = [0] + [m.end() for m in _SENT_END.finditer(text)] + [len(text)]
+    out: list[tuple[int, int]] = []
+    a = 0
+    for b in bounds[1:]:
+        if b - a >= span_chars or b == len(text):
+            s, e = a, b
+            while s < e and text[s].isspace():
+                s += 1
+            while e > s and text[e - 1].isspace():
+                e -= 1
+            if e > s:
+                out.append((base + s, base + e))
+            a = b
+    return out
+
+
+def focus(doc_text: str, passages: list[Any], question: str, budget_tokens: int, count: Any,
+          span_chars: int = 480) -> list[tuple[Any, int, int]]:
+    """Pick the sentence windows of the retrieved passages that best match the question, within budget."""
+    q = set(terms(question))
+    cands: list[tuple[Any, int, int, Counter[str]]] = []
+    for p in passages:
+        for s, e in sentence_windows(doc_text[p.char_start:p.char_end], p.char_start, span_chars):
+            cands.append((p, s, e, Counter(terms(doc_text[s:e]))))
+    if not cands:
+        return []
+    df = Counter(t for *_, c in cands for t in set(c) if t in q)
+    n = len(cands)
+
+    def score(item: tuple[Any, int, int, Counter[str]]) -> float:
+        p, s, e, c = item
+        lexical = sum(math.log(1 + n / df[t]) * (1 + math.log(c[t])) for t in q if c[t])
+        return lexical + 1.0 / (1 + getattr(p, "rank", 0))
+
+    kept: list[tuple[Any, int, int]] = []
+    used = 0
+    for p, s, e, c in sorted(cands, key=score, reverse=True):
+        t = count(doc_text[s:e])
+        if used + t > budget_tokens:
+            continue
+        kept.append((p, s, e))
+        used += t
+    return sorted(kept, key=lambda x: x[1])
+
+
+def _line(doc: Any, offset: int) -> int:
+    return doc.line_of(offset)
+
+
+def cite(doc: Any, chunk: int, chapter: str, s: int, e: int) -> Citation:
+    """A citation of `doc.text[s:e]`: chapter, 1-based lines and the exact quote."""
+    return Citation(chunk=chunk, chapter=chapter, char_start=s, char_end=e, line_start=_line(doc, s),
+                    line_end=_line(doc, max(s, e - 1)), quote=doc.text[s:e])
+
+
+def evidence_prompt(doc: Any, question: str, citations: list[Citation], summary: str = "(none)") -> str:
+    """The answer prompt: the question, the summary, the cited evidence in order, the question again."""
+    evidence = "\n\n".join(f"[{i + 1}] ({c.chapter}, lines {c.line_start}-{c.line_end}) "
+                            f"{' '.join(c.quote.split())}" for i, c in enumerate(citations))
+    return prompts.get("answer").render(question=question, title=doc.title, summary=summary,
+                                        evidence=evidence or "(no passage matched the question)")
