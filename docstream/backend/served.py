@@ -12,10 +12,10 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import BackendError, SettingsError
+from .base import Backend
 
 BACKENDS = ("local", "openai")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
@@ -111,7 +111,7 @@ def identity(model: str, tok_dir: str | None) -> str:
     return f"openai:{model}" + ("" if tok_dir else f"|tiktoken:{TIKTOKEN_ENCODING}")
 
 
-def describe(model: str, engine: Any = None) -> tuple[str, str, int]:
+def describe(model: str, engine: Backend | None = None) -> tuple[str, str, int]:
     """(model name, index identity, context length) of a remote model, without contacting the server."""
     if engine is not None:
         return engine.name, engine.identity, engine.context_length

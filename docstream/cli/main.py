@@ -88,7 +88,8 @@ def _print_answer(doc: Any, question: str, mode: str, json_out: bool, max_tokens
 @handle_errors
 def ask(file: File, questions: Annotated[Optional[list[str]], typer.Argument(help="One or more questions.")] = None,
         questions_file: Annotated[Optional[Path], typer.Option("--questions", help="One question per line.")] = None,
-        mode: Annotated[str, typer.Option(help="docstream | stream (bare StreamingLLM) | truncate (first window).")]
+        mode: Annotated[str, typer.Option(help="docstream | rag (plain BM25, no read) | stream (bare StreamingLLM) | "
+                                               "truncate (first window).")]
         = "docstream",
         interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Ask question after question.")] = False,
         max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 64,
@@ -96,10 +97,6 @@ def ask(file: File, questions: Annotated[Optional[list[str]], typer.Argument(hel
         index: IndexOpt = None, device: Device = "auto", dtype: Dtype = "auto", json_out: Json = False,
         quiet: Quiet = False, backend: Backend = "local", base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """Answer QUESTIONS about FILE from its index (reading it first if needed), with citations."""
-    from ..ask.answer import MODES
-
-    if mode not in MODES:
-        raise typer.BadParameter(f"use one of {', '.join(MODES)}", param_hint="--mode")
     qs = list(questions or [])
     if questions_file is not None:
         try:
@@ -215,12 +212,7 @@ def batch_cmd(files: Annotated[list[Path], typer.Argument(help="The .txt or .md 
               = "local",
               ray_address: Annotated[Optional[str], typer.Option(
                   "--ray-address", help="Ray cluster to use (e.g. auto); default: a local Ray runtime.")] = None,
-              backend: Annotated[str, typer.Option(help="local, or openai for an OpenAI-compatible server.")]
-              = "local",
-              base_url: Annotated[Optional[str], typer.Option("--base-url", envvar="DOCSTREAM_BASE_URL",
-                                                              help="The server's URL (--backend openai).")] = None,
-              api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="OPENAI_API_KEY", show_default=False,
-                                                             help="The server's API key (--backend openai).")] = None,
+              backend: Backend = "local", base_url: BaseUrl = None, api_key: ApiKey = None,
               model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
               device: Device = "auto", dtype: Dtype = "auto", quiet: Quiet = False) -> None:
     """Read many FILES and answer the same questions for each: one JSON line per file on stdout, as each finishes.

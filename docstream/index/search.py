@@ -46,7 +46,7 @@ STOP_WORDS: frozenset[str] = frozenset(
     shouldn so some such than that the their theirs them themselves then there these they this those
     through to too under until up upon us very was wasn we were weren what whatever when where whether
     which while who whom whose why will with won would wouldn yet you your yours yourself yourselves
-    also
+    also tell say said yes
     """.split()
 )
 

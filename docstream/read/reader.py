@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import prompts
+from .. import prompts, summarize
 from ..backend.base import Backend
 from ..settings import ReadSettings
 from .tags import chunk_tags, join_lead, lead_name, parse_note
@@ -185,8 +185,6 @@ class Reader:
         """The book summary's parts as forks, so that documents read together decode theirs together; none
         leaves it to `finish` (chapter summaries missing after a resume, or parts that need a hierarchical
         merge)."""
-        from .. import summarize
-
         if not self.notes or set(self.notes) - set(self.chapter_text):
             return []
         made = summarize.book_forks(self.engine, self.index, self.doc.title,
@@ -204,8 +202,6 @@ class Reader:
         return self.avoid[1]
 
     def _summary_job(self, kind: str, chapter: int) -> _Job | None:
-        from .. import summarize
-
         notes = self.notes.get(chapter, [])
         span = (notes[0][0], notes[-1][0])
         title = self.titles.get(chapter, f"Section {chapter + 1}")
@@ -226,8 +222,6 @@ class Reader:
 
     def complete(self, job: _Job, text: str) -> list[ReadEvent]:
         """Store a decoded fork; returns the events it makes."""
-        from .. import summarize
-
         self.in_flight -= 1
         if job.kind == "book":  # one part (job.chapter) of it; stored once all parts are in
             self.book_parts[job.chapter] = summarize.ground_part(self.engine, job.part, text, self.doc.text)
@@ -321,19 +315,8 @@ def drive(readers: list[Reader], engine: Backend, batch: int = 16, until_one_don
 
 def finish(reader: Reader) -> Iterator[ReadEvent]:
     """Missing chapter summaries (after a resume), the book summary, status done."""
-    from .. import summarize
-
     r = reader
     for kind, title, text in summarize.build_hierarchy(r.index, r.engine, r.doc, r.titles, r.settings):
         yield r.event(kind, r.total, title, text)
     r.index.set_status("done")
     yield r.event("done", r.total)
-
-
-def read_events(doc: Any, index: Any, engine: Backend, settings: ReadSettings, chunks: list[Any],
-                chapters: list[Any], batch: int = 16) -> Iterator[ReadEvent]:
-    """Read the chunks without a note (all, or the rest after an interruption). Index rows are already there."""
-    reader = Reader(doc, index, engine, settings, chunks, chapters)
-    yield reader.event("start", reader.next)
-    yield from drive([reader], engine, batch)
-    yield from finish(reader)

@@ -5,8 +5,8 @@ Design choices:
   repeats, list lead-ins and markers (a summary is prose) and sentences about the text instead of the story.
 - When nothing survives, the source sentences themselves stand in (`fallback`), grounded too when that leaves
   anything: an extractive line beats an invented one.
-- One sentence splitter (`_SENT`, which does not split after Mr./Mrs./Dr.) and one repeat key (`_sentence_key`)
-  serve both `grounded()` and `join_parts()`.
+- The one sentence splitter (`text.sentences`, which does not split after Mr./Mrs./Dr.) and one repeat key
+  (`_sentence_key`) serve both `grounded()` and `join_parts()`.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from ..backend.base import Backend
 from ..read.tags import join_lead
+from ..text.sentences import split_sentences
 
-_SENT = re.compile(r"(?<=[.!?])(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)\s+")  # not "Mr. Darcy"
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
 _NUMBERED = re.compile(r"(?:^|(?<=[:.!?]\s))\d{1,2}[.)]\s+(?=\S)")  # "1. " opening a list item
 _BULLET = re.compile(r"(?:^|\s)[-•*]\s+(?=\S)")  # "- " items, once the text has a bulleted list
@@ -39,7 +39,7 @@ def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
     flat = _NUMBERED.sub("\n", " ".join(text.split()))
     if re.search(r"(?:^|:)\s*[-•*]\s", flat):
         flat = _BULLET.sub("\n", flat)
-    for sent in (s.strip() for line in flat.split("\n") for s in _SENT.split(line)):
+    for sent in (s.strip() for line in flat.split("\n") for s in split_sentences(line)):
         key = _sentence_key(sent)
         if not key or key in seen or sent.endswith(":") or _META.search(sent):
             continue
@@ -89,7 +89,7 @@ def join_parts(parts: list[str]) -> str:
         part = part.strip()
         if part and not re.search(r"[.!?][\"'’”)]*$", part):
             part += "."  # a fallback that stops mid-sentence must not run into the next part
-        for sent in _SENT.split(part):
+        for sent in split_sentences(part):
             key = _sentence_key(sent)
             if key and key not in seen:
                 seen.add(key)

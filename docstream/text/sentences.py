@@ -1,4 +1,5 @@
-"""Sentence ends, for every part that cuts text into sentences (decoding, remote answers, summaries)."""
+"""The one sentence splitter, for every part that cuts text into sentences: decoding (stop after a sentence),
+remote answers, evidence windows, the oracle's neighbours, summary grounding."""
 from __future__ import annotations
 
 import re
@@ -11,3 +12,17 @@ def first_sentence(text: str) -> str:
     """`text` up to the end of its first complete sentence (punctuation kept), or all of it."""
     m = SENTENCE_END.search(text)
     return text[:m.end()] if m else text
+
+
+_PARAGRAPH = re.compile(r"\n[ \t]*\r?\n")
+
+
+def sentence_ends(text: str) -> list[int]:
+    """Offsets just past every sentence end and paragraph break of `text`, in order."""
+    return sorted({m.end() for m in SENTENCE_END.finditer(text)} | {m.end() for m in _PARAGRAPH.finditer(text)})
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text`, stripped, empty ones dropped."""
+    bounds = [0, *sentence_ends(text), len(text)]
+    return [t for a, b in zip(bounds, bounds[1:]) if (t := text[a:b].strip())]
