@@ -103,14 +103,13 @@ def answer(doc: Any, index: Any, engine: Backend, question: str, settings: Any, 
     t0 = time.perf_counter()
     ans = Answer(question=question, mode=mode)
     retrieve_ms = 0.0
-    stop = STOP
     if mode in ("docstream", "rag"):
         build = build_prompt if mode == "docstream" else rag_prompt
         user, ans.citations, ans.retrieved, retrieve_ms = build(doc, index, engine, question, settings,
                                                                 evidence_tokens)
-        deltas = engine.complete(prompts.get("system").render(), user, max_tokens, stop=stop)
+        deltas = engine.complete(prompts.get("system").render(), user, max_tokens, stop=STOP)
     else:
-        deltas = _lazy(lambda: _bare(doc, engine, question, settings, mode, max_tokens, stop))
+        deltas = _lazy(lambda: _bare(doc, engine, question, settings, mode, max_tokens, STOP))
 
     def timed() -> Iterator[str]:
         t1 = time.perf_counter()
