@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,19 +209,17 @@ class Document:
 
     # ------------------------------------------------------------------ asking
     def ask(self, question: str, mode: str = "docstream", max_tokens: int = 64, stream: bool = False) -> Answer:
-        """Answer one question with citations (`mode`: docstream | stream | truncate). `stream=True` returns at
+        """Answer one question with citations (`mode`: docstream | rag | stream | truncate). `stream=True` returns at
         once with the evidence found: iterate the `Answer` for its text deltas (see `ask/answer.py`)."""
         from .ask.answer import MODES, answer, check_question
 
         if mode not in MODES:
             raise SettingsError(f"mode {mode!r}: use one of {', '.join(MODES)}")
         q = check_question(question, self.engine, self.settings.window)
-        if mode != "docstream":
-            ans = answer(self.source, None, self.engine, q, self.settings, mode=mode, max_tokens=max_tokens)
-        else:
+        if mode == "docstream":
             self.ensure_read()
-            with self._index() as ix:
-                ans = answer(self.source, ix, self.engine, q, self.settings, mode=mode, max_tokens=max_tokens)
+        with self._index() if mode == "docstream" else nullcontext() as ix:  # evidence is found in answer()
+            ans = answer(self.source, ix, self.engine, q, self.settings, mode=mode, max_tokens=max_tokens)
         return ans if stream else ans.done()
 
     # ------------------------------------------------------------------ stored results

@@ -39,3 +39,11 @@ class Interrupted(DocstreamError):
     """Reading was interrupted (Ctrl-C); the work done so far is saved."""
 
     exit_code = 130
+
+
+def error_line(e: BaseException) -> str:
+    """An error as one line for a result record: our own message, or `Type: message` for anything else,
+    whitespace collapsed, at most 500 characters."""
+    msg = str(e) if isinstance(e, DocstreamError) else f"{type(e).__name__}: {e}"
+    msg = " ".join(msg.split()) or type(e).__name__
+    return msg if len(msg) <= 500 else msg[:497] + "..."

@@ -4,9 +4,9 @@ import json
 import re
 
 import pytest
+from conftest import REPO, SHARED
 from typer.testing import CliRunner
 
-from conftest import REPO, SHARED
 from docstream.ask.baselines import oracle_prompt, sentence_around
 from docstream.bench import qa
 from docstream.cli.main import app
@@ -53,7 +53,7 @@ def test_every_gold_span_is_its_sentence_in_the_middle_of_the_book(q):
 
 def test_plain_chunks_cover_the_body_at_paragraphs():
     doc = load(REPO / "samples" / "time-machine.txt")
-    chunks = plain_chunks(doc.text, doc.body_start, doc.body_end)
+    chunks = plain_chunks(doc, doc.body_start, doc.body_end)
     assert all(doc.text[c.start:c.end] == c.text and len(c.text) <= 2000 for c in chunks)
     assert all(a.end <= b.start and not doc.text[a.end:b.start].strip() for a, b in zip(chunks, chunks[1:]))
     assert chunks[0].start >= doc.body_start and chunks[-1].end <= doc.body_end

@@ -23,7 +23,7 @@ _PLAIN: dict[str, PlainIndex] = {}  # document sha256 -> its plain index (built 
 
 def plain_index(doc: Any) -> PlainIndex:
     if doc.sha256 not in _PLAIN:
-        _PLAIN[doc.sha256] = PlainIndex(plain_chunks(doc.text, doc.body_start, doc.body_end))
+        _PLAIN[doc.sha256] = PlainIndex(plain_chunks(doc, doc.body_start, doc.body_end))
     return _PLAIN[doc.sha256]
 
 
@@ -40,7 +40,7 @@ def rag_prompt(doc: Any, index: Any, engine: Any, question: str, settings: Any, 
             break
         top.append(c)
     ms = (time.perf_counter() - t0) * 1000
-    citations = [cite(doc, plain.chunks.index(c), "", c.start, c.end) for c in top]
+    citations = [cite(doc, c.ordinal, "", c.start, c.end) for c in top]
     retrieved = [{"chunk": cit.chunk, "rank": r, "char_start": c.start, "char_end": c.end}
                  for r, (c, cit) in enumerate(zip(top, citations), 1)]
     return evidence_prompt(doc, question, sorted(citations, key=lambda c: c.char_start)), citations, retrieved, ms

@@ -20,6 +20,11 @@ from typing import Any, Protocol
 Fork = Any  # a backend's own deferred generation: `forks.Fork` locally, `openai.Request` remotely
 
 
+def fold(text: str) -> str:
+    """Line endings as a model is fed them: CRLF and lone CR become LF (offsets stay in the document's text)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 class Stream(Protocol):
     prefilled: int  # document tokens fed so far
 

@@ -23,13 +23,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..prompts import ChatLayout, chat_layout
+from .base import fold
 from .model import LoadedModel
 
 NO_REPEAT_NGRAM = 4  # greedy decoding of a small model loops without it
-
-
-def _fold(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 class Engine:
@@ -77,7 +74,7 @@ class Engine:
         return ngram_index(self.encode("\n".join(texts)), NO_REPEAT_NGRAM)
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(_fold(text), add_special_tokens=False)["input_ids"]
+        return self.tokenizer(fold(text), add_special_tokens=False)["input_ids"]
 
     def count(self, text: str) -> int:
         return len(self.encode(text))

@@ -37,6 +37,7 @@ from typing import Any
 from ..errors import BackendError, SettingsError
 from ..prompts import ChatLayout
 from ..text.sentences import first_sentence
+from .base import fold
 from .served import (
     DEFAULT_CONTEXT,
     TiktokenTokenizer,
@@ -49,10 +50,6 @@ from .served import (
 )
 
 _SPECIAL = re.compile(r"<\|[^|<>]{1,40}\|>|</?s>")
-
-
-def _fold(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 # ---------------------------------------------------------------------------------------------- requests
@@ -220,7 +217,7 @@ class RemoteEngine:
 
     # ------------------------------------------------------------------ the Engine surface
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(_fold(text), add_special_tokens=False))
+        return list(self.tokenizer.encode(fold(text), add_special_tokens=False))
 
     def count(self, text: str) -> int:
         return len(self.encode(text))
@@ -355,7 +352,7 @@ class RemoteStream:
         self.system, self.intro = system, user_intro
 
     def feed(self, text: str) -> int:
-        text = _fold(text)
+        text = fold(text)
         n = self.engine.count(text)
         self.recent.add(text, n)
         self.prefilled += n

@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 from ..api import Document, ReadResult
 from ..ask.answer import Answer, Citation
-from ..errors import DocstreamError, Interrupted, SettingsError
+from ..errors import Interrupted, SettingsError, error_line
 from .ray import run_ray
 
 EXECUTORS = ("local", "ray")
@@ -139,12 +139,6 @@ class _Job:
     read: ReadResult | None = None
 
 
-def _one_line(e: BaseException) -> str:
-    msg = str(e) if isinstance(e, DocstreamError) else f"{type(e).__name__}: {e}"
-    msg = " ".join(msg.split()) or type(e).__name__
-    return msg if len(msg) <= 500 else msg[:497] + "..."
-
-
 # ---------------------------------------------------------------------------------------------- the pipeline
 
 def _open(path: str, spec: _Spec) -> _Job:
@@ -154,7 +148,7 @@ def _open(path: str, spec: _Spec) -> _Job:
     except (Interrupted, KeyboardInterrupt):
         raise
     except Exception as e:  # noqa: BLE001 - one bad document must not stop the batch
-        job.error = _one_line(e)
+        job.error = error_line(e)
     return job
 
 
@@ -198,7 +192,7 @@ def _read_all(jobs: Iterable[_Job], progress: bool = False, width: int = 8) -> I
         if err is not None:
             if isinstance(err, (Interrupted, KeyboardInterrupt)):
                 raise err
-            job.error = _one_line(err)
+            job.error = error_line(err)
         else:
             job.read = replace(res, document=job.path)
         yield job
@@ -221,7 +215,7 @@ def _finish(job: _Job, spec: _Spec) -> Result:
         except (Interrupted, KeyboardInterrupt):
             raise
         except Exception as e:  # noqa: BLE001
-            res.error = _one_line(e)
+            res.error = error_line(e)
     res.seconds = round(time.perf_counter() - job.t0, 2)
     return res
 
@@ -380,7 +374,7 @@ def _batch_iter(paths: list[str], spec: _Spec, executor: str, ray_address: str |
     sink = _Sink(jsonl) if jsonl is not None else None
     if executor == "ray":
         runner = run_ray(todo, spec, _run_jobs, ray_address,
-                         failed=lambda p, e: Result(document=p, status="error", error=_one_line(e)))
+                         failed=lambda p, e: Result(document=p, status="error", error=error_line(e)))
     else:
         runner = _run_local(todo, spec, progress)
     try:

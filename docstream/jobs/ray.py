@@ -12,12 +12,8 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import BackendError
+from ..errors import BackendError, error_line
 from ..paths import home
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _ray_task(path: str, spec: Any, pipeline: Callable[..., Iterator[Any]]) -> Any:
@@ -50,7 +46,7 @@ def run_ray(paths: list[str], spec: Any, pipeline: Callable[..., Iterator[Any]],
                 ray.init(include_dashboard=False, **kwargs)
         except Exception as e:  # noqa: BLE001 - no cluster there, or a local runtime that cannot start
             where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
-            raise BackendError(f"cannot start or reach {where}: {_one_line(e)} — check --ray-address "
+            raise BackendError(f"cannot start or reach {where}: {error_line(e)} — check --ray-address "
                                "(`ray status` on the head node), or leave it out to run Ray locally") from None
         started = True
     task = ray.remote(num_cpus=1)(_ray_task).options(runtime_env={"env_vars": _ray_env()})
