@@ -171,7 +171,9 @@ def test_format_table_and_unknown_suffix(tmp_path):
     assert {".txt", ".md"} <= set(LOADERS)
     d = load(write(tmp_path, "README.rst", "Some text\n=========\n"))
     assert d.text.startswith("Some text")
-    with pytest.raises(InputError, match="not UTF-8 text.*docstream reads .txt and .md"):
+    with pytest.raises(InputError, match="not UTF-8 text.*docstream reads .txt, .md, .epub, .html and .pdf"):
+        load(write(tmp_path, "doc.docx", b"Some \xe2\xe3\xcf\xd3 stream"))
+    with pytest.raises(InputError, match='"doc.pdf" is not a readable PDF'):  # detected by content: a PDF
         load(write(tmp_path, "doc.pdf", b"%PDF-1.4 \xe2\xe3\xcf\xd3 stream"))
 
 
@@ -218,7 +220,7 @@ def test_only_whitespace(tmp_path):
     ("utf16-without-bom.txt", "hello".encode("utf-16-le")),
 ])
 def test_binary_nul_bytes(tmp_path, name, raw):
-    with pytest.raises(InputError, match=rf'^"{name}" looks binary \(NUL bytes\) — docstream reads .txt and .md'):
+    with pytest.raises(InputError, match=rf'^"{name}" looks binary \(NUL bytes\) — docstream reads .txt, .md, .epub'):
         load(write(tmp_path, name, raw))
 
 

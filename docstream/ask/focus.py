@@ -5,7 +5,8 @@ Design choices:
   (~`span_chars` = 300 each, exact char offsets: a sentence or two) and the windows that share the most
   (rare) words with the question fill the evidence budget. Small models answer far better from a few focused sentences than from
   pages; citations then point at the sentences actually used.
-- Every citation's quote is `doc.text[char_start:char_end]` — an exact substring of the decoded file.
+- Every citation's quote is `doc.text[char_start:char_end]` — an exact substring of the decoded file (of the
+  extracted text for EPUB, HTML and PDF, where `where`/`position` add the page and line or the spine item).
 - The answer prompt (`evidence_prompt`) is the same for every mode that brings evidence (docstream, rag, the
   benchmark's oracle), so modes differ only in which evidence they find.
 """
@@ -33,6 +34,8 @@ class Citation:
     line_start: int
     line_end: int
     quote: str
+    where: str | None = None  # in the original: "p. 37, line 12" (PDF), "chapter3.xhtml+1234" (EPUB spine item)
+    position: dict[str, Any] | None = None  # the same as data: {"page", "line"} or {"item", "offset"}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,9 +97,12 @@ def _line(doc: Any, offset: int) -> int:
 
 
 def cite(doc: Any, chunk: int, chapter: str, s: int, e: int) -> Citation:
-    """A citation of `doc.text[s:e]`: chapter, 1-based lines and the exact quote."""
+    """A citation of `doc.text[s:e]`: chapter, 1-based lines, the exact quote and, for a PDF or EPUB, where the
+    span starts in the original (page and line, or spine item and offset)."""
+    position = doc.position(s) if hasattr(doc, "position") else None
     return Citation(chunk=chunk, chapter=chapter, char_start=s, char_end=e, line_start=_line(doc, s),
-                    line_end=_line(doc, max(s, e - 1)), quote=doc.text[s:e])
+                    line_end=_line(doc, max(s, e - 1)), quote=doc.text[s:e], where=doc.where(s) if position else None,
+                    position=position)
 
 
 def evidence_prompt(doc: Any, question: str, citations: list[Citation], summary: str = "(none)") -> str:

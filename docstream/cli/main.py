@@ -78,8 +78,9 @@ def _print_answer(doc: Any, question: str, mode: str, json_out: bool, max_tokens
         for i, c in enumerate(ans.citations, 1):
             quote = " ".join(c.quote.split())
             quote = quote if len(quote) <= 240 else quote[:237] + "..."
-            typer.echo(f"  [{i}] {c.chapter} — lines {c.line_start}-{c.line_end}, chars {c.char_start}-{c.char_end}: "
-                       f"\"{quote}\"")
+            where = f"{c.where}; " if c.where else ""
+            typer.echo(f"  [{i}] {c.chapter} — {where}lines {c.line_start}-{c.line_end}, chars {c.char_start}-"
+                       f"{c.char_end}: \"{quote}\"")
         return ans.to_dict()
     return doc.ask(question, mode=mode, max_tokens=max_tokens).to_dict()
 
@@ -201,7 +202,7 @@ def search(file: File, query: Annotated[str, typer.Argument(help="Words to look 
 
 @app.command("batch")
 @handle_errors
-def batch_cmd(files: Annotated[list[Path], typer.Argument(help="The .txt or .md files to read.", show_default=False, metavar="FILES...")],
+def batch_cmd(files: Annotated[list[Path], typer.Argument(help="The files to read (.txt, .md, .epub, .html, .pdf).", show_default=False, metavar="FILES...")],
               questions_file: Annotated[Optional[Path], typer.Option(
                   "--questions", help="Questions to ask of every file, one per line.")] = None,
               summarize: Annotated[bool, typer.Option("--summarize", help="Add each file's book summary.")] = False,

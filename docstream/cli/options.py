@@ -10,7 +10,7 @@ import typer
 
 from ..errors import DocstreamError
 
-File = Annotated[Path, typer.Argument(help="A .txt or .md file.", show_default=False)]
+File = Annotated[Path, typer.Argument(help="A book or document: .txt, .md, .epub, .html or .pdf.", show_default=False)]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="DOCSTREAM_MODEL",
                                               help="Model alias, local HF directory or hub id [default: smollm2-135m].")]
 Window = Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")]

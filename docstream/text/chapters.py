@@ -1,8 +1,12 @@
-"""Find a Document's chapters: headings in plain text (Gutenberg style) and Markdown, or fixed sections.
+"""Find a Document's chapters: the original's navigation, headings in plain text (Gutenberg style) and
+Markdown, or fixed sections.
 
 Design choices:
 - Chapters partition the body: chapter i runs from its heading line to the next chapter's heading, the last to
   `body_end`. Chunks never cross a chapter boundary, so every chunk belongs to exactly one chapter.
+- Navigation first: an EPUB's nav/NCX, an HTML file's h1–h3 headings or a PDF's outline (`doc.toc`, made by
+  the loaders) are treated like Markdown headings — explicit, so no minimum section size; levels as below;
+  entries outside the body (a Gutenberg licence) are dropped. Without them, the text's headings are looked for.
 - Headings, Markdown: ATX `#`…`######` outside code fences. The chapter level is the shallowest level used at
   least twice; shallower headings are "parts", deeper ones stay inside their chapter.
 - Headings, plain text (Gutenberg style): a short line with a blank line (or the body edge) above and below,
@@ -161,6 +165,21 @@ def _markdown_headings(doc: Document) -> list[_Heading]:
     return out
 
 
+def _toc_headings(doc: Document) -> list[_Heading]:
+    """The loader's navigation entries inside the body as Markdown-like headings; of several at one offset (a
+    part and its first chapter) the last, deepest, is kept."""
+    out: list[_Heading] = []
+    for t in doc.toc or []:
+        if not doc.body_start <= t.char_start < doc.body_end:
+            continue
+        h = _Heading(start=t.char_start, end=max(t.char_end, t.char_start), rank="md", title=t.title, level=t.level)
+        if out and out[-1].start == h.start:
+            out[-1] = h
+        else:
+            out.append(h)
+    return out
+
+
 def _levels(heads: list[_Heading]) -> list[_Heading]:
     """Keep part- and chapter-level headings (rank becomes "part" or "chapter"), drop sub-sections."""
     if not heads:
@@ -213,7 +232,7 @@ def _cut_point(text: str, lo: int, hi: int) -> int:
 def find_chapters(doc: Document) -> list[Chapter]:
     """Chapters that partition doc.body_start..doc.body_end, in order (see the module docstring)."""
     text = doc.text
-    heads = _markdown_headings(doc)
+    heads = _toc_headings(doc) or _markdown_headings(doc)
     min_chars = 1 if heads else MIN_SECTION_CHARS
     heads = _levels(heads or _plain_headings(doc))
     # Drop TOC entries: headings with (almost) no text before the next kept-level heading.

@@ -16,8 +16,16 @@ Design choices:
   stay in `text`, so offsets match the file on disk.
 - `line_of()` uses a precomputed `array('q')` of line-start offsets and `bisect`: '\\n' and '\\r\\n' end a line
   (a lone '\\r' does not). A 50 MB file without newlines costs the text plus one entry.
-- One loader per format, chosen through `LOADERS` (suffix → function). Unknown suffixes are read as text only
-  if they decode cleanly as UTF-8/UTF-16; otherwise they are refused.
+- One loader per format. The format is decided by content first (`sniff`: `%PDF-` in the first KB, a zip whose
+  `mimetype` is application/epub+zip or that holds META-INF/container.xml, `<!DOCTYPE html`/`<html` at the
+  start of the text), then by suffix (`LOADERS`): a `.txt` that is really a PDF is read as the PDF. Unknown
+  suffixes are read as text only if they decode cleanly as UTF-8/UTF-16; otherwise they are refused. Other
+  binaries (PNG, a plain zip) are still refused as binary.
+- EPUB, HTML and PDF (`epub.py`, `markup.py`, `pdf.py`) become a Document like any other: `text` is the
+  extracted text (all offsets and quotes index it), `sha256` stays the hash of the raw file. Two optional
+  tables carry the original's structure: `toc` (chapters from the EPUB navigation, HTML headings or the PDF
+  outline, fed to `chapters.py`) and `parts` (where each stretch of `text` came from: a PDF page or an EPUB spine
+  item), which `where()` turns into "p. 37, line 12" or "chapter3.xhtml+1234" for citations.
 - Every refusal is an `InputError` (exit 2) whose one-line message says what to do.
 """
 from __future__ import annotations
@@ -29,11 +37,11 @@ from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import InputError
 
-SUPPORTED = ".txt and .md text files"
+SUPPORTED = ".txt, .md, .epub, .html and .pdf files"
 SNIFF_BYTES = 64 * 1024
 MAX_CONTROL_SHARE = 0.05
 # C0 control bytes that never appear in text (tab, LF, VT, FF, CR and ESC are allowed).
@@ -56,6 +64,27 @@ _CREDIT_LINES = re.compile(r"\A(?:[ \t]*(?:\r?\n|(?:Produced by|E-?text prepared
 _MD_TITLE = re.compile(r"^[ ]{0,3}#[ \t]+(\S[^\r\n]*?)[ \t#]*\r?$", re.M)
 
 
+@dataclass(frozen=True)
+class TocEntry:
+    """A chapter start found in the original's own navigation: `text[char_start:char_end]` is its heading (or
+    char_end == char_start when the navigation points at a position only); level 1 is the top."""
+
+    char_start: int
+    char_end: int
+    level: int
+    title: str
+
+
+@dataclass(frozen=True)
+class Part:
+    """A stretch of `text` that came from one place of the original, from `char_start` to the next part:
+    `kind` "page" (`name` is the 1-based page number) or "item" (`name` is the EPUB spine item's path)."""
+
+    char_start: int
+    kind: str
+    name: str
+
+
 @dataclass
 class Document:
     """A decoded text file. `text[body_start:body_end]` is the part to read; all offsets index `text`."""
@@ -69,6 +98,9 @@ class Document:
     title: str
     warnings: list[str] = field(default_factory=list)
     line_starts: array = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    kind: str = "text"  # text | markdown | html | epub | pdf
+    toc: list[TocEntry] | None = field(default=None, repr=False)  # chapters from the original's navigation
+    parts: list[Part] | None = field(default=None, repr=False)  # sorted by char_start; the first starts at 0
 
     def __post_init__(self) -> None:
         if self.line_starts is None:
@@ -92,6 +124,24 @@ class Document:
         """The exact text of a cited span."""
         assert 0 <= start <= end <= len(self.text), (start, end)
         return self.text[start:end]
+
+    def position(self, char_offset: int) -> dict[str, int | str] | None:
+        """Where `char_offset` is in the original: {"page", "line"} (PDF, both 1-based), {"item", "offset"}
+        (EPUB: spine item path, character offset into that item's extracted text); None for text files."""
+        if not self.parts:
+            return None
+        i = bisect_right([p.char_start for p in self.parts], char_offset) - 1
+        part = self.parts[max(i, 0)]
+        if part.kind == "page":
+            return {"page": int(part.name), "line": self.text.count("\n", part.char_start, char_offset) + 1}
+        return {"item": part.name, "offset": char_offset - part.char_start}
+
+    def where(self, char_offset: int) -> str | None:
+        """`position()` as a person would look for it: "p. 37, line 12" or "chapter3.xhtml+1234"."""
+        pos = self.position(char_offset)
+        if pos is None:
+            return None
+        return f"p. {pos['page']}, line {pos['line']}" if "page" in pos else f"{pos['item']}+{pos['offset']}"
 
 
 def line_starts(text: str) -> array:
@@ -191,10 +241,10 @@ def gutenberg_body(text: str) -> tuple[int, int] | None:
 
 
 def _make(path: Path, raw: bytes, text: str, encoding: str, warnings: list[str],
-          title_of: Callable[[str, int], str | None]) -> Document:
+          title_of: Callable[[str, int], str | None], **extra: Any) -> Document:
     if not text.strip():
-        raise InputError(f'"{path.name}" holds only whitespace — there is nothing to read; pass a file that contains '
-                         'text')
+        what = "holds only whitespace" if extra.get("kind", "text") in ("text", "markdown") else "holds no text"
+        raise InputError(f'"{path.name}" {what} — there is nothing to read; pass a file that contains text')
     span = gutenberg_body(text)
     start, end = span if span else (0, len(text))
     if not span and (credit := _CREDIT_LINES.match(text)) and text[credit.end():].strip():
@@ -203,7 +253,7 @@ def _make(path: Path, raw: bytes, text: str, encoding: str, warnings: list[str],
         warnings.append(f'"{path.name}" has a Project Gutenberg START line but no END line; read to the end')
     title = title_of(text, start) or path.stem
     return Document(path=path, text=text, encoding=encoding, sha256=hashlib.sha256(raw).hexdigest(),
-                    body_start=start, body_end=end, title=title, warnings=warnings)
+                    body_start=start, body_end=end, title=title, warnings=warnings, **extra)
 
 
 def _gutenberg_title(text: str, body_start: int) -> str | None:
@@ -249,11 +299,54 @@ LOADERS: dict[str, Callable[[Path, bytes], Document]] = {
 }
 
 
+def _load_epub(path: Path, raw: bytes) -> Document:
+    from .epub import load_epub
+
+    return load_epub(path, raw)
+
+
+def _load_html(path: Path, raw: bytes) -> Document:
+    from .markup import load_html
+
+    return load_html(path, raw)
+
+
+def _load_pdf(path: Path, raw: bytes) -> Document:
+    from .pdf import load_pdf
+
+    return load_pdf(path, raw)
+
+
+LOADERS.update({".epub": _load_epub, ".html": _load_html, ".htm": _load_html, ".xhtml": _load_html,
+                ".pdf": _load_pdf})
+_BY_KIND = {"pdf": _load_pdf, "epub": _load_epub, "html": _load_html}
+_HTML_START = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!DOCTYPE\s+html|<html[\s>])",
+                         re.I | re.S)
+
+
+def sniff(raw: bytes) -> str | None:
+    """The format the bytes are, by content: "pdf", "epub", "html", or None (decide by suffix)."""
+    if b"%PDF-" in raw[:1024]:
+        return "pdf"
+    if raw.startswith(b"PK\x03\x04"):
+        # EPUB's first member is an uncompressed `mimetype` file (OCF); a zip that merely holds a container.xml
+        # (a sloppy export) is an EPUB too. A damaged archive still shows the first local header.
+        if raw[30:38] == b"mimetype" and b"application/epub+zip" in raw[38:100]:
+            return "epub"
+        if b"META-INF/container.xml" in raw:
+            return "epub"
+        return None
+    if _HTML_START.match(raw[:4096]):
+        return "html"
+    return None
+
+
 def load(path: str | Path) -> Document:
     """Read and decode a document. Raises InputError with a one-line fix for anything it cannot read."""
     path = Path(path).expanduser()
     raw = _read_bytes(path)
-    loader = LOADERS.get(path.suffix.lower(), load_other)
+    kind = sniff(raw)
+    loader = _BY_KIND[kind] if kind else LOADERS.get(path.suffix.lower(), load_other)
     doc = loader(path, raw)
     del raw
     assert doc.text and doc.line_starts[0] == 0
