@@ -136,6 +136,10 @@ class Document:
             ix.close()
             raise InputError(f"{self.path} has changed since index {self.index_path} was made — run `docstream read "
                              f"{self.path} --index {self.index_path} --reread`, or drop --index")
+        if info is not None and info.size_chars is not None and info.size_chars != len(self.source.text):
+            ix.close()  # same file, other extracted text (EPUB/HTML/PDF read by another lxml or pypdf version)
+            raise InputError(f"{self.path}: its extracted text differs from the one index {self.index_path} was made "
+                             f"from (another lxml/pypdf version?) — run `docstream read {self.path} --reread`")
         return ix
 
     def is_read(self) -> bool:
