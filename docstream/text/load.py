@@ -8,8 +8,8 @@ Design choices:
   points), never into the raw bytes; `sha256` is of the raw bytes, so it names the file's exact content.
 - Decoding: a BOM decides; else strict UTF-8; else cp1252, then latin-1 (always succeeds), each fallback with a
   one-line note in `warnings` that the CLI prints.
-- Binary files are refused before decoding: NUL bytes (unless UTF-16/32 with a BOM), or more than 5% control
-  bytes in the first 64 KB (PNG, zip, PDF streams, executables…).
+- Binary files (other than PDF and EPUB, recognised first) are refused before decoding: NUL bytes (unless
+  UTF-16/32 with a BOM), or more than 5% control bytes in the first 64 KB (PNG, zip, executables…).
 - Project Gutenberg files: `body_start`/`body_end` are the text between the `*** START OF THE/THIS PROJECT
   GUTENBERG EBOOK … ***` and `*** END OF … ***` lines (the marker lines themselves are excluded); otherwise the
   whole text, less the transcriber's credit lines it opens with ("Produced by …"). The licence header and footer
@@ -281,7 +281,7 @@ def load_txt(path: Path, raw: bytes) -> Document:
 def load_markdown(path: Path, raw: bytes) -> Document:
     text, enc, warnings = decode(path, raw)
     return _make(path, raw, text, enc, warnings,
-                 lambda t, s: _markdown_title(t, s) or _gutenberg_title(t, s))
+                 lambda t, s: _markdown_title(t, s) or _gutenberg_title(t, s), kind="markdown")
 
 
 def load_other(path: Path, raw: bytes) -> Document:
