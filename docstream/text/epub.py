@@ -172,8 +172,8 @@ def _nav(z: zipfile.ZipFile, names: set[str], manifest: dict[str, tuple[str, str
     if nav and nav in names:
         root = markup.parse(_member(z, nav, name))
         navs = [e for e in root.iter() if markup._local(e.tag) == "nav"] if root is not None else []
-        toc = next((e for e in navs if "toc" in (e.get("{http://www.idpf.org/2007/ops}type") or e.get("type") or
-                                                  e.get("role") or "")), navs[0] if navs else None)
+        toc = next((e for e in navs if "toc" in (e.get("{http://www.idpf.org/2007/ops}type") or e.get("epub:type")
+                                                  or e.get("role") or "")), navs[0] if navs else None)
         if toc is not None:
             _nav_list(toc, 0, posixpath.dirname(nav), entries)
     if not entries:
