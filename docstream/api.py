@@ -89,7 +89,7 @@ class Document:
                  chunk_tokens: int = 0, index: str | Path | None = None, device: str = "auto",
                  dtype: str = "auto", trust_remote_code: bool = False, engine: Backend | None = None,
                  backend: str = "local", base_url: str | None = None, api_key: str | None = None):
-        from .backend.model import model_name
+        from .backend.model import model_name, weight_format
         from .index.db import default_path, settings_hash
         from .text.load import load
 
@@ -106,10 +106,14 @@ class Document:
             model, identity, ctx = remote.describe(remote.given_model(model) or "", engine)
         self.model = engine.name if engine is not None else model_name(model)
         self._engine = engine
-        self._engine_args = (model, device, dtype, trust_remote_code)
         if identity is None:
             ctx = engine.context_length if engine is not None else _context_length(model)
-        self.settings = ReadSettings(window=window, sinks=sinks, chunk_tokens=chunk_tokens).resolved(ctx)
+            weights = getattr(getattr(engine, "lm", None), "weights", None) or weight_format(dtype, device)
+        else:
+            weights = "server"
+        self._engine_args = (model, device, weights, trust_remote_code)
+        self.settings = ReadSettings(window=window, sinks=sinks, chunk_tokens=chunk_tokens,
+                                     weights=weights).resolved(ctx)
         self.settings_hash = settings_hash(identity or self.model, self.settings.to_dict())
         self.index_path = Path(index) if index else default_path(self.source.sha256, self.settings_hash)
         self.read_batch = 16  # notes decoded together while reading (not part of the index identity)
@@ -155,7 +159,6 @@ class Document:
         """Hold the index's writer lock with the chunks stored; yields a `Reader` (None when already done)."""
         from .index.db import Index
         from .read.reader import Reader
-        from .text.chunk import chunk_document
 
         engine = self.engine  # load the model first: a model that fails to load leaves no index behind
         if reread:
@@ -163,19 +166,39 @@ class Document:
                 Path(str(self.index_path) + suffix).unlink(missing_ok=True)
         self.index_path.parent.mkdir(parents=True, exist_ok=True)
         with Index.open(self.index_path, create=True) as ix, ix.writer_lock(timeout=600):
-            info = ix.document()
-            if info is not None and info.sha256 != self.source.sha256:
-                raise InputError(f"index {self.index_path} belongs to another file — pass another --index or --reread")
-            if info is None or not ix.counts().get("chunks"):
-                chapters, chunks = chunk_document(self.source, engine.tokenizer, self.settings.chunk_tokens)
-                ix.add_chapters(chapters)
-                ix.add_chunks(chunks)
-                ix.set_document(sha256=self.source.sha256, path=str(self.path.resolve()), title=self.title,
-                                size_chars=len(self.source.text), model=self.model,
-                                settings=self.settings.to_dict(), settings_hash=self.settings_hash,
-                                status="reading", chunks_total=len(chunks))
+            self._store_chunks(ix, engine)
             done = ix.document().status == "done"
             yield None if done else Reader(self.source, ix, engine, self.settings, ix.chunks(), ix.chapters())
+
+    def _store_chunks(self, ix: Any, engine: Backend) -> None:
+        """Chapters and chunks into the index (once; the caller holds the writer lock)."""
+        from .text.chunk import chunk_document
+
+        info = ix.document()
+        if info is not None and info.sha256 != self.source.sha256:
+            raise InputError(f"index {self.index_path} belongs to another file — pass another --index or --reread")
+        if info is None or not ix.counts().get("chunks"):
+            chapters, chunks = chunk_document(self.source, engine.tokenizer, self.settings.chunk_tokens)
+            ix.add_chapters(chapters)
+            ix.add_chunks(chunks)
+            ix.set_document(sha256=self.source.sha256, path=str(self.path.resolve()), title=self.title,
+                            size_chars=len(self.source.text), model=self.model,
+                            settings=self.settings.to_dict(), settings_hash=self.settings_hash,
+                            status="reading", chunks_total=len(chunks))
+
+    def prepare(self) -> None:
+        """Chunk the document and index its text (seconds, no decoding), so it can be asked at once
+        (`ask(..., wait=False)`); a later `read()` starts from these chunks."""
+        from .index.db import Index
+
+        if self.index_path.exists():
+            with self._index() as ix:
+                if ix.counts().get("chunks"):
+                    return  # chunked already (perhaps being read right now by another process)
+        engine = self.engine
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        with Index.open(self.index_path, create=True) as ix, ix.writer_lock(timeout=600):
+            self._store_chunks(ix, engine)
 
     def read_events(self, reread: bool = False) -> Iterator[ReadEvent]:
         """Read the document (or resume an interrupted read), yielding progress events."""
@@ -212,18 +235,27 @@ class Document:
             self.read(progress=progress)
 
     # ------------------------------------------------------------------ asking
-    def ask(self, question: str, mode: str = "docstream", max_tokens: int = 64, stream: bool = False) -> Answer:
+    def ask(self, question: str, mode: str = "docstream", max_tokens: int = 64, stream: bool = False,
+            wait: bool = True) -> Answer:
         """Answer one question with citations (`mode`: docstream | rag | stream | truncate). `stream=True` returns at
-        once with the evidence found: iterate the `Answer` for its text deltas (see `ask/answer.py`)."""
+        once with the evidence found: iterate the `Answer` for its text deltas (see `ask/answer.py`).
+        `wait=False` on a document not read yet answers at once from its text index (`prepare()`), marked
+        `first=True`, instead of reading the whole document first."""
         from .ask.answer import MODES, answer, check_question
 
         if mode not in MODES:
             raise SettingsError(f"mode {mode!r}: use one of {', '.join(MODES)}")
         q = check_question(question, self.engine, self.settings.window)
+        first = False
         if mode == "docstream":
-            self.ensure_read()
+            if wait:
+                self.ensure_read()
+            elif not self.is_read():
+                self.prepare()
+                first = True
         with self._index() if mode == "docstream" else nullcontext() as ix:  # evidence is found in answer()
             ans = answer(self.source, ix, self.engine, q, self.settings, mode=mode, max_tokens=max_tokens)
+        ans.first = first
         return ans if stream else ans.done()
 
     # ------------------------------------------------------------------ stored results

@@ -3,6 +3,7 @@
 Design choices:
 - One frozen dataclass, `ReadSettings`; its `to_dict()` is hashed with the model name into the index file name
   (`index.settings_hash`), so a read with other settings never reuses (or corrupts) an index made with these.
+  The weight format is one of them: notes read by fp16w and int8 weights differ, so each has its own index.
 - `validated()` checks every combination before any index file exists, each failure a `SettingsError` whose
   message names the flag to change.
 """
@@ -28,6 +29,7 @@ class ReadSettings:
     max_pinned: int = 320
     note_context: int = 0  # window tokens a note is decoded from (0 = one chunk: the chunk just read)
     reader_version: int = 8  # bumped when notes or summaries change: an old index is then not reused
+    weights: str = "fp32"  # the model's weight format (`backend.model.FORMATS`; "server" for a remote model)
 
     def resolved(self, context_length: int) -> "ReadSettings":
         chunk = self.chunk_tokens or max(64, self.window // 4)
@@ -50,5 +52,8 @@ class ReadSettings:
                                 f"{context_length - s.sinks - s.max_pinned}")
         return s
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, int | str]:
+        d: dict[str, int | str] = asdict(self)
+        if d["weights"] == "fp32":  # indexes made before there were weight formats were all fp32: still valid
+            del d["weights"]
+        return d

@@ -43,6 +43,7 @@ class Answer:
     retrieved: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     mode: str = "docstream"
+    first: bool = False  # answered from the text index before the document was read (`ask(wait=False)`)
     _deltas: Iterator[str] | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[str]:
@@ -64,7 +65,7 @@ class Answer:
 
     def to_dict(self) -> dict[str, Any]:
         self.done()
-        return {"question": self.question, "answer": self.answer, "mode": self.mode,
+        return {"question": self.question, "answer": self.answer, "mode": self.mode, "first": self.first,
                 "citations": [c.to_dict() for c in self.citations], "retrieved": self.retrieved,
                 "timings": self.timings}
 

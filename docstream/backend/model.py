@@ -7,14 +7,23 @@ Design choices:
 - The GGUF is converted once to safetensors + tokenizer under `<home>/models/`, so later loads take well
   under a second instead of ~20 s of dequantisation. A one-line message on stderr says so while it happens.
 - `trust_remote_code` is off unless the caller passes it.
-- device `auto` = cuda if available else cpu; dtype `auto` = bf16 on cuda, fp32 on cpu (see README for the
-  measured speed/quality trade-off on this CPU).
+- device `auto` = cuda if available else cpu. The weight format (`--dtype`): fp32, bf16 or fp16 (weights and
+  compute), or one of two CPU formats where every Linear layer (the tied output head included) keeps compact
+  weights and computes in fp32 (`torch.ao` dynamic quantization over fbgemm kernels):
+    fp16w - fp16 weights, fp32 inputs and accumulation: half the bytes read per decoded token, the same
+            perplexity as fp32 (`docstream bench engine`);
+    int8  - int8 weights (one scale per output channel) with inputs quantized per call: faster still, but the
+            per-call input scale costs perplexity on this model (see the README's engine table).
+  `auto` = fp16w on cpu, bf16 on cuda. The embedding table stays fp32 (a lookup reads one row a token).
+- `weight_format()` decides the format without importing torch, because it is part of the index identity and
+  `notes`/`search` must not load torch; `load()` takes the decided format, so the two always agree.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +120,7 @@ class LoadedModel:
     device: str
     dtype: Any
     context_length: int
+    weights: str = "fp32"  # the weight format (FORMATS)
 
     @property
     def config(self) -> Any:
@@ -127,16 +137,54 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-def pick_dtype(dtype: str, device: str) -> Any:
+FORMATS = ("fp32", "fp16w", "int8", "bf16", "fp16")
+CPU_FORMATS = ("fp16w", "int8")  # compact weights, fp32 compute: fbgemm kernels, CPU only
+_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "qint8": "int8"}
+
+
+def _cuda_present() -> bool:
+    """A CUDA driver on this machine, known without importing torch."""
+    return os.path.exists("/proc/driver/nvidia/version")
+
+
+def weight_format(dtype: str = "auto", device: str = "auto") -> str:
+    """The weight format `load` will use: `dtype` itself when given, else fp16w on cpu and bf16 on cuda."""
+    fmt = _ALIASES.get(dtype, dtype)
+    if fmt == "auto":
+        on_cuda = device.startswith("cuda") or (device == "auto" and _cuda_present())
+        return "bf16" if on_cuda else "fp16w"
+    if fmt not in FORMATS:
+        raise SettingsError(f"unknown dtype '{dtype}' — use auto, {', '.join(FORMATS)}")
+    if fmt in CPU_FORMATS and device.startswith(("cuda", "mps")):
+        raise SettingsError(f"--dtype {fmt} runs on the CPU only — use --dtype bf16 with --device {device}")
+    return fmt
+
+
+def pick_dtype(fmt: str) -> Any:
+    """The torch dtype the model is loaded in (the CPU formats are made from fp32 weights)."""
     import torch
 
-    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if dtype not in table:
-        raise SettingsError(f"unknown dtype '{dtype}' — use auto, fp32, bf16 or fp16")
-    return table[dtype]
+    return {"fp32": torch.float32, "fp16w": torch.float32, "int8": torch.float32, "bf16": torch.bfloat16,
+            "fp16": torch.float16}[fmt]
+
+
+def compact_weights(model: Any, fmt: str) -> Any:
+    """Every nn.Linear → fp16 (`fp16w`) or per-channel int8 (`int8`) weights computing in fp32, in place.
+
+    torch.ao's eager quantization is deprecated in favour of torchao, but in torch 2.13 it holds the fastest
+    CPU kernels for both (fbgemm; measured side by side in `docstream bench engine`), so its deprecation
+    warnings are silenced here, and only here.
+    """
+    import torch
+    from torch.ao.quantization import float16_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+    assert fmt in CPU_FORMATS, fmt
+    qconfig, dtype = ((float16_dynamic_qconfig, torch.float16) if fmt == "fp16w"
+                      else (per_channel_dynamic_qconfig, torch.qint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(model, {torch.nn.Linear: qconfig}, dtype=dtype, inplace=True)
+    return model
 
 
 def load(name: str | None = None, device: str = "auto", dtype: str = "auto",
@@ -149,8 +197,11 @@ def load(name: str | None = None, device: str = "auto", dtype: str = "auto",
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    fmt = weight_format(dtype, device)
     dev = pick_device(device)
-    dt = pick_dtype(dtype, dev)
+    if fmt in CPU_FORMATS and dev != "cpu":
+        fmt = "bf16"  # device auto found CUDA after all: the compact formats are CPU-only
+    dt = pick_dtype(fmt)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, trust_remote_code=trust_remote_code)
@@ -164,8 +215,10 @@ def load(name: str | None = None, device: str = "auto", dtype: str = "auto",
                             "Hugging Face causal-LM directory") from None
     model.to(dev).eval()
     torch.set_grad_enabled(False)
+    if fmt in CPU_FORMATS:
+        compact_weights(model, fmt)
     ctx = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-    return LoadedModel(name=name, model=model, tokenizer=tok, device=dev, dtype=dt, context_length=ctx)
+    return LoadedModel(name=name, model=model, tokenizer=tok, device=dev, dtype=dt, context_length=ctx, weights=fmt)
 
 
 def tiny(seed: int = 0, tokenizer: Any = None, layers: int = 2, context: int = 2048) -> LoadedModel:

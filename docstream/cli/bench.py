@@ -3,6 +3,7 @@ which prints its figures (text, or `--json`). Heavy imports happen inside the co
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,7 +24,7 @@ def bench_stream(file: Annotated[Path, typer.Argument(help="Text to stream (a Gu
                  configs: Annotated[str, typer.Option(help="Subset of full,sink,window,prefill,loop.")]
                  = "full,sink,window,prefill,loop",
                  threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
-                 dtype: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+                 dtype: Annotated[str, typer.Option(help="Weight format (as --dtype of read).")] = "auto",
                  model: Model = None, json_out: Json = False) -> None:
     """Perplexity (full / sink / window-only), tokens/s, peak RSS and KV bytes of streaming FILE."""
     from ..bench import stream
@@ -144,3 +145,22 @@ def bench_qa(data: Annotated[Path, typer.Option(help="QA dev set (.jsonl).")] = 
     res = qa.run(data, corpus, modes=tuple(_csv(modes)), books=tuple(_csv(books)), model=model, window=window,
                  generate=answer, out=out)
     qa.print_report(res, as_json=json_out)
+
+
+@bench_app.command("engine")
+@handle_errors
+def bench_engine(file: Annotated[Path, typer.Argument(help="Text to measure on (a Gutenberg novel).")],
+                 formats: Annotated[str, typer.Option(help="Weight formats, each in its own process: some of "
+                                                           "fp32,int8,bf16,fp16.")] = "fp32,int8,bf16",
+                 tokens: Annotated[int, typer.Option(help="Tokens prefilled and scored.")] = 4096,
+                 new_tokens: Annotated[int, typer.Option("--new-tokens", help="Tokens decoded per row.")] = 48,
+                 reference: Annotated[Optional[str], typer.Option(
+                     help="Add a reference row: llama.cpp (needs llama-cpp-python).")] = None,
+                 threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
+                 model: Model = None, json_out: Json = False) -> None:
+    """Prefill and decode tok/s (batch 1 and 8), sink-cache perplexity and peak RSS of every weight format."""
+    from ..bench import engine
+
+    res = engine.run(str(file), formats=tuple(_csv(formats)), tokens=tokens, new_tokens=new_tokens, model=model,
+                     threads=threads, reference=reference)
+    typer.echo(json.dumps(res, indent=2) if json_out else engine.format_report(res))

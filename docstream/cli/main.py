@@ -68,9 +68,12 @@ def read(file: File, model: Model = None, window: Window = 2048, sinks: Sinks = 
                    f"{res.seconds:.1f} s ({res.tokens_per_s:.0f} tok/s) → {res.index}")
 
 
-def _print_answer(doc: Any, question: str, mode: str, json_out: bool, max_tokens: int) -> dict[str, Any]:
+def _print_answer(doc: Any, question: str, mode: str, json_out: bool, max_tokens: int,
+                  wait: bool = True) -> dict[str, Any]:
     if not json_out:
-        ans = doc.ask(question, mode=mode, max_tokens=max_tokens, stream=True)
+        ans = doc.ask(question, mode=mode, max_tokens=max_tokens, stream=True, wait=wait)
+        if ans.first:
+            sys.stdout.write("(first answer, from the text alone) ")
         for delta in ans:
             sys.stdout.write(delta)
             sys.stdout.flush()
@@ -82,7 +85,7 @@ def _print_answer(doc: Any, question: str, mode: str, json_out: bool, max_tokens
             typer.echo(f"  [{i}] {c.chapter} — {where}lines {c.line_start}-{c.line_end}, chars {c.char_start}-"
                        f"{c.char_end}: \"{quote}\"")
         return ans.to_dict()
-    return doc.ask(question, mode=mode, max_tokens=max_tokens).to_dict()
+    return doc.ask(question, mode=mode, max_tokens=max_tokens, wait=wait).to_dict()
 
 
 @app.command()
@@ -93,6 +96,9 @@ def ask(file: File, questions: Annotated[Optional[list[str]], typer.Argument(hel
                                                "truncate (first window).")]
         = "docstream",
         interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Ask question after question.")] = False,
+        wait: Annotated[bool, typer.Option("--wait", help="On a file not read yet, read it before answering "
+                                                         "(default: a first answer from its text at once, then "
+                                                         "read, then the full answer).")] = False,
         max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 64,
         model: Model = None, window: Window = 2048, sinks: Sinks = 4, chunk_tokens: ChunkTokens = 0,
         index: IndexOpt = None, device: Device = "auto", dtype: Dtype = "auto", json_out: Json = False,
@@ -106,17 +112,24 @@ def ask(file: File, questions: Annotated[Optional[list[str]], typer.Argument(hel
             raise typer.BadParameter(f"cannot read {questions_file}: {getattr(e, 'strerror', None) or e} — pass "
                                      "a UTF-8 text file with one question per line", param_hint="--questions")
     doc = open_doc(file, model, window, sinks, chunk_tokens, index, device, dtype, backend, base_url, api_key)
+    if not qs and not interactive and sys.stdin.isatty():
+        interactive = True
+    firsts: list[dict[str, Any]] = []
     if mode == "docstream":
         from ..ask.answer import check_question
 
         for q in qs:
             check_question(q, None, doc.settings.window)
+        if qs and not (wait or interactive) and not doc.is_read():
+            firsts = [_print_answer(doc, q, mode, json_out, max_tokens, wait=False) for q in qs]
+            err("Reading the whole file for a full answer (Ctrl-C stops; the same command or `docstream read` "
+                "resumes where it stopped).")
         doc.ensure_read(progress=not (quiet or json_out))
-    if not qs and not interactive and sys.stdin.isatty():
-        interactive = True
     if interactive or not qs:
         return _interactive(doc, mode, json_out, max_tokens)
     results = [_print_answer(doc, q, mode, json_out, max_tokens) for q in qs]
+    for res, first in zip(results, firsts):
+        res["first_answer"] = first
     if json_out:
         dump(results[0] if len(results) == 1 else results)
 
