@@ -28,6 +28,8 @@ from .retrieve import retrieve
 MODES = ("docstream", "rag", "stream", "truncate")
 STOP = ("<|im_end|>", "\n\n", "<|endoftext|>")
 PASSAGE_TOKENS = 2560  # retrieved chunks (about five) that the evidence sentences are chosen from
+NO_EVIDENCE = ("No passage of the text matches the question's words, so there is nothing to answer from — try "
+               "other words (`docstream search FILE WORDS` shows what the text holds).")
 EVIDENCE_TOKENS = 256  # a few focused sentences: on the dev set 640 tokens of evidence answered fewer questions
 
 
@@ -108,7 +110,9 @@ def answer(doc: Any, index: Any, engine: Backend, question: str, settings: Any, 
         build = build_prompt if mode == "docstream" else rag_prompt
         user, ans.citations, ans.retrieved, retrieve_ms = build(doc, index, engine, question, settings,
                                                                 evidence_tokens)
-        deltas = engine.complete(prompts.get("system").render(), user, max_tokens, stop=STOP)
+        # No passage shares a word with the question: say so rather than let the model guess from nothing.
+        deltas = (engine.complete(prompts.get("system").render(), user, max_tokens, stop=STOP) if ans.citations
+                  else iter([NO_EVIDENCE]))
     else:
         deltas = _lazy(lambda: _bare(doc, engine, question, settings, mode, max_tokens, STOP))
 
