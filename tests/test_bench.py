@@ -196,7 +196,10 @@ def test_summary_harness_end_to_end(home, tiny_dir, tmp_path):
     assert [(r["story"], r["method"]) for r in result["rows"]] == [(s, m) for s in (0, 1) for m in sb.METHODS]
     for r in result["rows"]:
         assert "error" not in r, r
-        assert {"rouge1", "rouge2", "rougeL", "rougeL_mean", "faithfulness", "coverage", "summary"} <= set(r)
+        assert {"rouge1", "rouge2", "rougeL", "rougeL_mean", "faithfulness", "coverage", "vacuous", "grounding",
+                "summary"} <= set(r)
+        assert r["vacuous"] is None or 0 <= r["vacuous"] <= 1
+    assert re.search(r"^method\s.*vacuous\s+grounding", table, re.M), table
     assert set(result["table"]) == set(sb.METHODS)
     assert any((out / "texts").glob("*/The Harbor Ship.txt"))  # the title names the file
     one = json.loads(run("bench", "summary", "--data", data, "--stories", "1", "--methods", "truncate",
@@ -204,6 +207,27 @@ def test_summary_harness_end_to_end(home, tiny_dir, tmp_path):
                          "--json").stdout)
     assert len(one["rows"]) == 1 and one["rows"][0]["method"] == "truncate" and one["words"] == 40
     run("bench", "summary", "--data", data, "--methods", "nope", "--out", tmp_path / "o2", code=2)
+
+
+# ---------------------------------------------------------------------------------------------- chapters
+def test_chapters_harness_measures_every_chapter_line(home, tiny_dir, short_text, tmp_path):
+    """`bench chapters` reads the book through the API, then measures each stored chapter line against its
+    chapter: a row per chapter, the counts add up, `--books` filters by file name."""
+    from docstream.bench import chapters as cb
+
+    res = json.loads(run("bench", "chapters", short_text, "-m", tiny_dir, "--window", "512", "--json").stdout)
+    book = res["books"][0]
+    assert book["book"] == "short" and book["chapters"] == len(res["lines"]) >= 2
+    assert book["with_line"] == sum(1 for x in res["lines"] if x["line"])
+    for x in res["lines"]:
+        assert x["method"] in ("model", "extractive", None)
+        assert x["vacuous"] == any(r["vacuous"] for r in x["sentences"])
+    assert res["total"]["chapters"] == book["chapters"]
+    text = run("bench", "chapters", short_text, "-m", tiny_dir, "--window", "512").stdout
+    assert re.search(r"^short\s+\d+\s+\d+", text, re.M) and re.search(r"^total\s", text, re.M)
+    res = run("bench", "chapters", short_text, "--books", "nothing-like-this", "-m", tiny_dir, code=2)
+    assert "nothing-like-this" in res.stderr
+    assert cb.book_files([tmp_path / "a-alice.txt", tmp_path / "b-time.txt"], ("time",)) == [tmp_path / "b-time.txt"]
 
 
 # ---------------------------------------------------------------------------------------------- read and batch

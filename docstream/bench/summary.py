@@ -22,6 +22,9 @@ Design choices:
   start a sentence, plus all numbers) that occur in the story (case-insensitive, as words). Coverage proxy:
   share of the story's 10 most frequent name-like tokens (numbers and a small stoplist excluded) that the
   summary mentions. A summary with no name-like token has faithfulness None (left out of the mean).
+  Content (`summarize.content`, against the story): vacuous = share of the summary's sentences that talk about
+  the text (a meta phrase: "narrative", "is described", …) or have grounding < 0.5; grounding = mean share of
+  a sentence's content words (not stop words, not the story's names) found in the story.
 - `jobs > 1` runs (story, method) cells in spawned workers (see `pool.py`), docstream cells first.
 """
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, SettingsError
+from ..summarize import content
 from .pool import Progress, cores, run_cells, threads_per_job
 
 METHODS = ("docstream", "truncate", "stream")
@@ -208,7 +212,8 @@ def rouge(summary: str, references: list[str], sc: Any = None) -> dict[str, floa
 
 def aggregate(rows: list[dict], methods: list[str]) -> dict[str, dict[str, Any]]:
     """Per method: the mean of every metric over its stories (None values left out) and the row count."""
-    keys = [*METRICS, *(f"{k}_mean" for k in METRICS), "faithfulness", "coverage", "words", "seconds"]
+    keys = [*METRICS, *(f"{k}_mean" for k in METRICS), "faithfulness", "coverage", "vacuous", "grounding", "words",
+            "seconds"]
     out: dict[str, dict[str, Any]] = {}
     for m in methods:
         rs = [r for r in rows if r["method"] == m and "error" not in r]
@@ -319,6 +324,8 @@ def run(data: str | Path | None = None, stories: int | None = None, methods: lis
             res["faithfulness"], res["unsupported"] = faithfulness(summ, st["text"])
             res["coverage"], res["names_covered"] = coverage(summ, st["text"],
                                                              names=info[spec["story"]]["top_names"])
+            measured = content.summarize_rows(content.measure(summ, st["text"]))
+            res["vacuous"], res["grounding"] = measured["vacuous"], measured["grounding"]
         result["rows"].append(res)
         if bar:
             what = ("error: " + res["error"]) if "error" in res else (
@@ -341,7 +348,8 @@ def run(data: str | Path | None = None, stories: int | None = None, methods: lis
 
 def format_table(result: dict) -> str:
     cols = [("R-1", "rouge1"), ("R-2", "rouge2"), ("R-L", "rougeL"), ("R-L mean", "rougeL_mean"),
-            ("faithful", "faithfulness"), ("coverage", "coverage"), ("words", "words"), ("s/story", "seconds")]
+            ("faithful", "faithfulness"), ("coverage", "coverage"), ("vacuous", "vacuous"), ("grounding", "grounding"),
+            ("words", "words"), ("s/story", "seconds")]
     lines = [f"summary: {result['model']}, window {result['window']}, {result.get('words', 120)} words asked, "
              f"{len(result['stories'])} stories, "
              f"{result.get('seconds', 0):.0f} s (jobs {result['jobs']}); ROUGE F1 = max over references "

@@ -94,6 +94,20 @@ def bench_summary(data: Annotated[Optional[Path], typer.Option(
     sb.print_report(res, as_json=json_out)
 
 
+@bench_app.command("chapters")
+@handle_errors
+def bench_chapters(files: Annotated[Optional[list[Path]], typer.Argument(
+                       help="Books to measure [default: ../shared/corpus/gutenberg/*.txt].")] = None,
+                   books: Annotated[str, typer.Option(help="Only books whose file name contains one of these "
+                                                           "(comma-separated).")] = "",
+                   window: Window = 2048, model: Model = None, json_out: Json = False) -> None:
+    """Chapter lines per book (read if needed): lines found, vacuous lines, grounding in their chapter."""
+    from ..bench import chapters
+
+    chapters.print_report(chapters.run(files or None, books=tuple(_csv(books)), model=model, window=window),
+                          as_json=json_out)
+
+
 @bench_app.command("read")
 @handle_errors
 def bench_read(file: Annotated[Path, typer.Argument(help="Text to read (a Gutenberg novel).")],

@@ -1,0 +1,220 @@
+"""Content: does a summary sentence say what happens, in the words of what it summarizes?
+
+Design choices:
+- A sentence's *content words* are its words minus the index's stop words (`index.search.STOP_WORDS`), a few
+  frame words every summary uses ("chapter", "story", "then"), and the book's names. Names are left out
+  because a 135M model can always copy a name: "The Time Traveller is mentioned twice" names the right person
+  and says nothing. The book's names are the capitalised words it uses mid-sentence more often than in lower
+  case ("Weena", "Morlocks"; not "Time", which the book also writes "time").
+- `grounding(sentence, source)`: the share of those content words that occur in `source` (the chapter or story
+  summarized), compared by a crude suffix stem ("travels" ~ "travelled" ~ "travel"). A sentence without
+  content words has grounding None.
+- `is_vacuous(sentence, source)`: the sentence talks about the text instead of the events — it contains one of
+  the maintained `META` phrases ("narrative", "is described", "the passage", "style", …) — or it says nothing
+  checkable: no content word, or grounding < `MIN_GROUNDING` (0.5).
+- `key_sentence(text)`: the extractive fallback, the sentence of `text` that shares the most of the text's
+  frequent content words and names (weighted by how much more often the text uses them than the book), with
+  dialogue and very short sentences scored down; cut to about `KEY_WORDS` words at a clause boundary. Its words
+  are always the book's own words in the book's order (whitespace collapsed, quote marks around it dropped).
+- Profiles of a source (its stem counts and names) are cached by the source string: a chapter's lines are
+  measured against the same text many times.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..index.search import STOP_WORDS
+from ..text.sentences import split_sentences
+
+MIN_GROUNDING = 0.5
+KEY_WORDS = 30
+# Talk about the text instead of the events. Matched case-insensitively as whole words; keep it maintained: add
+# a phrase when a line like the ones it catches turns up, with a test (tests/test_content.py).
+META = (
+    "narrative", "narrator's style", "is described", "are described", "was described", "is mentioned",
+    "are mentioned", "was mentioned", "mentioned twice", "the passage", "this passage", "passages", "style",
+    "detailed and engaging", "engaging", "engaged", "the text", "this text", "the author", "the reader",
+    "the story is told", "is told in", "is portrayed", "are portrayed", "is depicted", "are depicted",
+    "is presented", "is introduced as", "is referred to", "described as", "focuses on", "the main action",
+    "the main character", "the main characters", "the summary", "the note", "the notes", "language", "tone",
+    "theme", "themes", "imagery", "vivid", "concise", "sentence", "sentences", "paragraph", "a sense of",
+    "plays a crucial role", "plays a significant role", "plays a key role", "plays an important role",
+    "the chapter is", "this chapter is", "the chapter describes", "the story describes", "the story is about",
+    "the novel", "literary", "structure", "writing", "descriptive", "detail-oriented", "in detail",
+)
+_META = re.compile(r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in META) + r")\b", re.I)
+FRAME = frozenset("chapter chapters story book passage part beginning middle end then finally later".split())
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
+_QUOTES = "\"'“”‘’`"
+
+
+_IRREGULAR = dict(pair.split(":") for pair in """fought:fight ran:run came:come went:go gone:go saw:see seen:see
+found:find took:take taken:take told:tell made:make gave:give given:give got:get left:leave thought:think
+knew:know known:know began:begin begun:begin brought:bring felt:feel held:hold kept:keep lost:lose met:meet
+sat:sit stood:stand spoke:speak spoken:speak wrote:write written:write fell:fall fallen:fall heard:hear led:lead
+caught:catch ate:eat eaten:eat drove:drive rode:ride flew:fly threw:throw hid:hide woke:wake bought:buy
+sent:send spent:spend built:build became:become chose:choose struck:strike sought:seek slept:sleep wept:weep
+fled:flee dug:dig swam:swim sang:sing drank:drink broke:break broken:break stole:steal stolen:steal
+""".split())
+
+
+def _stem(word: str) -> str:
+    w = word.lower().strip("'’-")
+    w = re.sub(r"['’]s$", "", w)
+    if w in _IRREGULAR:
+        return _IRREGULAR[w]
+    if len(w) > 4 and w.endswith(("ied", "ies")):
+        return w[:-3] + "y"
+    for suffix in ("ingly", "edly", "ing", "ed", "ly", "es", "s"):
+        if len(w) - len(suffix) >= 3 and w.endswith(suffix):
+            w = w[:-len(suffix)]
+            break
+    return w[:-1] if len(w) > 4 and w[-1] == "e" else w  # "describe" ~ "describ(ed)"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a source offers a sentence: its stems (with counts), its names (lowercase), its word count."""
+    stems: Counter
+    names: frozenset
+    words: int
+
+
+@lru_cache(maxsize=64)
+def profile(source: str) -> Profile:
+    """A source's stem counts and names (capitalised mid-sentence more often than in lower case)."""
+    stems: Counter[str] = Counter()
+    caps: Counter[str] = Counter()
+    lower: Counter[str] = Counter()
+    n = 0
+    for sent in split_sentences(source):
+        for i, m in enumerate(_WORD.finditer(sent)):
+            w = m.group()
+            n += 1
+            stems[_stem(w)] += 1
+            key = re.sub(r"['’]s$", "", w).strip("'’-").lower()
+            if w[0].isupper():
+                if i > 0 and not sent[:m.start()].rstrip().endswith((":", "“", '"', "‘")):
+                    caps[key] += 1
+            else:
+                lower[key] += 1
+    names = frozenset(w for w, c in caps.items() if c > lower[w] and w not in STOP_WORDS and len(w) > 1)
+    return Profile(stems, names, n)
+
+
+def content_words(sentence: str, names: frozenset | set | None = None) -> list[str]:
+    """The sentence's words that carry content: not stop words, frame words ("chapter", "then") or `names`."""
+    names = names or frozenset()
+    out = []
+    for m in _WORD.finditer(sentence):
+        w = re.sub(r"['’]s$", "", m.group()).strip("'’-").lower()
+        if len(w) > 2 and w not in STOP_WORDS and w not in FRAME and w not in names:
+            out.append(w)
+    return out
+
+
+def grounding(sentence: str, source: str, names: frozenset | set | None = None) -> float | None:
+    """Share of the sentence's content words found in `source` (stemmed); None when it has none. `names`
+    (lowercase) are left out; by default the source's own names."""
+    prof = profile(source)
+    words = content_words(sentence, prof.names if names is None else names)
+    if not words:
+        return None
+    return round(sum(1 for w in words if _stem(w) in prof.stems) / len(words), 4)
+
+
+def meta_phrase(sentence: str) -> str | None:
+    """The first `META` phrase in the sentence (talk about the text), or None."""
+    m = _META.search(sentence)
+    return m.group().lower() if m else None
+
+
+def is_vacuous(sentence: str, source: str, names: frozenset | set | None = None) -> bool:
+    """True when the sentence talks about the text (a `META` phrase) or says nothing the source supports
+    (no content word, or grounding below `MIN_GROUNDING`)."""
+    if meta_phrase(sentence):
+        return True
+    g = grounding(sentence, source, names)
+    return g is None or g < MIN_GROUNDING
+
+
+def measure(text: str, source: str, names: frozenset | set | None = None) -> list[dict]:
+    """One row per sentence of `text`: the sentence, its grounding, its meta phrase, whether it is vacuous."""
+    rows = []
+    for sent in split_sentences(text):
+        g = grounding(sent, source, names)
+        meta = meta_phrase(sent)
+        rows.append({"sentence": sent, "grounding": g, "meta": meta,
+                     "vacuous": bool(meta) or g is None or g < MIN_GROUNDING})
+    return rows
+
+
+def summarize_rows(rows: list[dict]) -> dict:
+    """Share of vacuous sentences and mean grounding (sentences without content words count as 0)."""
+    if not rows:
+        return {"sentences": 0, "vacuous": None, "grounding": None}
+    return {"sentences": len(rows), "vacuous": round(sum(r["vacuous"] for r in rows) / len(rows), 4),
+            "grounding": round(sum(r["grounding"] or 0.0 for r in rows) / len(rows), 4)}
+
+
+# ---------------------------------------------------------------------------------------------- extractive
+def _trim(sentence: str, most: int = KEY_WORDS) -> str:
+    """At most about `most` words, cut after a clause (, ; : —) when it is longer; quote marks dropped at
+    the edges; ends with a full stop."""
+    s = " ".join(sentence.split()).strip(_QUOTES + " ")
+    words = s.split()
+    if len(words) > most:
+        cut = " ".join(words[:most])
+        ends = [m.start() for m in re.finditer(r"[,;:—]|\s-{1,2}\s", cut)]
+        good = [e for e in ends if len(cut[:e].split()) >= most // 3]
+        s = cut[:good[-1]] if good else cut
+    s = s.rstrip(" ,;:—-" + _QUOTES)
+    if s.count('"') % 2:
+        s = s.replace('"', "")
+    return s if re.search(r"[.!?]$", s) else s + "."
+
+
+def key_sentence(text: str, book: str | None = None, most: int = KEY_WORDS) -> str:
+    """The sentence of `text` that shares the most of its frequent content words and names (those it uses
+    more than `book` does, when given), trimmed to about `most` words. '' for a text without sentences."""
+    prof = profile(text)
+    names = profile(book).names if book else prof.names
+    ref = profile(book) if book else None
+    weight: dict[str, float] = {}
+    for stem, c in prof.stems.items():
+        if c < 2 or stem in STOP_WORDS or len(stem) < 3:
+            continue
+        lift = 1.0
+        if ref is not None and ref.words:
+            expected = ref.stems.get(stem, c) * prof.words / ref.words
+            lift = min(4.0, max(0.25, c / max(expected, 0.5)))
+        weight[stem] = math.log1p(c) * lift
+    best, best_score = "", -1.0
+    for sent in split_sentences(text):
+        flat = " ".join(sent.split())
+        n = len(flat.split())
+        if n < 5 or not re.search(r"[a-z]", flat):
+            continue
+        seen = {_stem(w): 2.0 if w in names else 1.0 for w in content_words(flat)}  # a name counts twice
+        score = sum(weight.get(stem, 0.0) * factor for stem, factor in seen.items())
+        score /= math.sqrt(max(n, 12))  # long sentences do not win by length alone
+        if flat[0] in _QUOTES or any(q in flat for q in "“”\"") or flat.count("‘") + flat.count("'") >= 2:
+            score *= 0.6  # dialogue: what someone says, less often what happens
+        if score > best_score:
+            best, best_score = flat, score
+    return _trim(best, most) if best else ""
+
+
+def gate(text: str, source: str, book: str | None = None) -> tuple[str, str]:
+    """(text, method): the sentences of `text` that are not vacuous against `source` ("model"); when none
+    is left, the key sentence of `source` ("extractive"). Names are the book's when `book` is given."""
+    names = profile(book).names if book else None
+    keep = [s for s in split_sentences(text) if not is_vacuous(s, source, names)]
+    if keep:
+        return " ".join(keep), "model"
+    key = key_sentence(source, book)
+    return (key, "extractive") if key else (text, "model")
