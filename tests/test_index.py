@@ -109,7 +109,7 @@ def test_migrations_are_recorded_by_name_also_in_a_file_from_before_the_record(t
     from docstream.index.schema import m001_initial
 
     with Index.open(tmp_path / "new.db") as ix:
-        assert [name for name, _ in ix.migrations()] == ["m001_initial", "m002_migrations_table"]
+        assert [name for name, _ in ix.migrations()] == ["m001_initial", "m002_migrations_table", "m003_summary_method"]
     old = tmp_path / "v1.db"  # as docstream 0.1 left it: the initial schema, user_version 1, no record
     conn = sqlite3.connect(old)
     m001_initial(sqlite_utils.Database(conn))
@@ -118,7 +118,33 @@ def test_migrations_are_recorded_by_name_also_in_a_file_from_before_the_record(t
     conn.close()
     with Index.open(old) as ix:
         assert ix.schema_version == SCHEMA_VERSION
-        assert [name for name, _ in ix.migrations()] == ["m001_initial", "m002_migrations_table"]
+        assert [name for name, _ in ix.migrations()] == ["m001_initial", "m002_migrations_table", "m003_summary_method"]
+
+
+def test_an_index_from_before_the_method_column_migrates_and_its_rows_say_model(tmp_path):
+    from docstream.index.schema import m001_initial, m002_migrations_table
+
+    old = tmp_path / "v2.db"  # as reader version 8 left it: schema 2, summaries and notes without `method`
+    conn = sqlite3.connect(old)
+    db = sqlite_utils.Database(conn)
+    m001_initial(db)
+    m002_migrations_table(db)
+    conn.execute("INSERT INTO chunks (ordinal, chapter, char_start, char_end, text) VALUES (0, 0, 0, 5, 'Hello')")
+    conn.execute("INSERT INTO notes (chunk, gist, created) VALUES (0, 'Victor studies.', 'then')")
+    conn.execute("INSERT INTO summaries (level, chapter, chunk_start, chunk_end, text, created) "
+                 "VALUES ('chapter', 0, 0, 0, 'Victor studies.', 'then')")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    with Index.open(old) as ix:
+        assert ix.schema_version == SCHEMA_VERSION == 3
+        assert [s.method for s in ix.summaries("chapter")] == ["model"]
+        assert [n.method for n in ix.notes()] == ["model"]
+        ix.add_summary("chapter", "Victor leaves.", 0, 0, chapter=0, method="extractive")
+        ix.add_note(0, "Victor leaves.", [], method="extractive")
+        assert [(s.text, s.method) for s in ix.summaries("chapter")] == [("Victor leaves.", "extractive")]
+        assert [(n.gist, n.method) for n in ix.notes()] == [("Victor leaves.", "extractive")]
 
 
 def test_memory_index_works():

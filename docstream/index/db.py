@@ -319,7 +319,7 @@ class Index(Reads):
             'UPDATE chapters SET line_end = (SELECT max(line_end) FROM chunks WHERE chapter = chapters."index") '
             "WHERE line_end IS NULL")
 
-    def add_note(self, chunk: int, gist: str, tags: Any = None) -> list[Tag]:
+    def add_note(self, chunk: int, gist: str, tags: Any = None, method: str = "model") -> list[Tag]:
         """Store the note for `chunk` with its tags in one transaction, replacing any earlier note.
 
         `tags` is `{source: [name, ...]}`, `[(name, source), ...]` (or `(source, name)`), or `[name, ...]`
@@ -329,9 +329,10 @@ class Index(Reads):
         with self._write() as conn:
             if not conn.execute("SELECT 1 FROM chunks WHERE ordinal = ?", (chunk,)).fetchone():
                 raise ValueError(f"chunk {chunk} is not in the index — add_chunks() first")
-            conn.execute("INSERT INTO notes (chunk, gist, created) VALUES (?, ?, ?) ON CONFLICT (chunk) "
-                         "DO UPDATE SET gist = excluded.gist, created = excluded.created "
-                         "WHERE notes.gist IS NOT excluded.gist", (chunk, gist.strip(), _now()))
+            conn.execute("INSERT INTO notes (chunk, gist, created, method) VALUES (?, ?, ?, ?) ON CONFLICT (chunk) "
+                         "DO UPDATE SET gist = excluded.gist, created = excluded.created, method = excluded.method "
+                         "WHERE (notes.gist, notes.method) IS NOT (excluded.gist, excluded.method)",
+                         (chunk, gist.strip(), _now(), method))
             old = [r[0] for r in conn.execute("SELECT tag_id FROM chunk_tags WHERE chunk = ?", (chunk,))]
             current = [(r[0], r[1]) for r in conn.execute(
                 "SELECT t.name, ct.source FROM chunk_tags ct JOIN tags t ON t.id = ct.tag_id "
@@ -358,8 +359,9 @@ class Index(Reads):
                              "AND NOT EXISTS (SELECT 1 FROM chunk_tags WHERE tag_id = tags.id)", old)
 
     def add_summary(self, level: str, text: str, chunk_start: int, chunk_end: int,
-                    chapter: int | None = None) -> int:
-        """Store a summary; returns its id. See the module docstring for what each level replaces."""
+                    chapter: int | None = None, method: str = "model") -> int:
+        """Store a summary; returns its id. See the module docstring for what each level replaces. `method`:
+        "model" or "extractive" (the content gate's fallback)."""
         if level not in SUMMARY_LEVELS:
             raise ValueError(f"summary level must be one of {', '.join(SUMMARY_LEVELS)}, not {level!r}")
         if level == "chapter" and chapter is None:
@@ -371,8 +373,9 @@ class Index(Reads):
                 conn.execute("DELETE FROM summaries WHERE level = 'chapter' AND chapter = ?", (chapter,))
             else:
                 conn.execute("DELETE FROM summaries WHERE level = 'book'")
-            cur = conn.execute("INSERT INTO summaries (level, chapter, chunk_start, chunk_end, text, created) "
-                               "VALUES (?, ?, ?, ?, ?, ?)", (level, chapter, chunk_start, chunk_end, text, _now()))
+            cur = conn.execute("INSERT INTO summaries (level, chapter, chunk_start, chunk_end, text, created, method) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (level, chapter, chunk_start, chunk_end, text, _now(), method))
             return cur.lastrowid
 
 

@@ -51,7 +51,7 @@ class Reads:
         where, params = ("WHERE c.chapter = ?", [chapter]) if chapter is not None else ("", [])
         rows = list(self.db.query(
             "SELECT n.chunk, c.chapter, ch.title AS chapter_title, c.char_start, c.char_end, c.line_start, "
-            "c.line_end, n.gist, n.created, (SELECT group_concat(name, char(31)) FROM (SELECT t.name FROM "
+            "c.line_end, n.gist, n.created, n.method, (SELECT group_concat(name, char(31)) FROM (SELECT t.name FROM "
             "chunk_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.chunk = n.chunk ORDER BY ct.rowid)) AS tags "
             'FROM notes n JOIN chunks c ON c.ordinal = n.chunk LEFT JOIN chapters ch ON ch."index" = c.chapter '
             f"{where} ORDER BY n.chunk", params))

@@ -59,6 +59,7 @@ class Note(Span):
     gist: str
     tags: list[str] = field(default_factory=list)
     created: str | None = None
+    method: str = "model"  # "model" | "extractive" (the content gate replaced a vacuous note)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Summary:
     chunk_end: int
     text: str
     created: str
+    method: str = "model"  # "model" | "extractive" (the content gate replaced a vacuous line)
 
 
 @dataclass

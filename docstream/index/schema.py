@@ -9,6 +9,8 @@ Design choices:
 - A migration only ever adds: a new one is appended, never edited (files in users' caches carry the old ones).
 - Each is a function named `mNNN_what`; the names applied are recorded in `_migrations(name, applied)` (from
   m002 on, which also records m001), so `docstream doctor --index FILE` can say what a file went through.
+- m003 adds `method` to `summaries` and `notes`: "model" (the model's own sentences, kept by the content gate)
+  or "extractive" (the gate replaced a vacuous line by a sentence of the book); rows of older files are "model".
 """
 from __future__ import annotations
 
@@ -117,5 +119,11 @@ def m002_migrations_table(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_migrations_table]
+def m003_summary_method(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE summaries ADD COLUMN method TEXT NOT NULL DEFAULT 'model'")
+    db.execute("ALTER TABLE notes ADD COLUMN method TEXT NOT NULL DEFAULT 'model'")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_migrations_table,
+                                                             m003_summary_method]
 SCHEMA_VERSION = len(MIGRATIONS)

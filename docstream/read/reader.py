@@ -29,6 +29,10 @@ Design choices:
 - Many documents read in lockstep (`drive` with several `Reader`s): each has its own stream; their forks
   share the batched decode. At the end, a decode waits until no reader can fork anything more, and book
   summaries wait for the other readers' last chapter summaries: every row of the long final decodes is used.
+- The content gate (`summarize.content.gate`): a note or chapter summary sentence that talks about the text
+  ("told in a narrative style") or whose content words the chunk/chapter does not use is dropped; when
+  nothing is left, the key sentence of the chunk or chapter (the book's own words) is stored instead, and
+  the row's `method` says "extractive". An extractive line that says what happens beats one that says nothing.
 - The book summary's parts (`summarize.book_parts`) are forks too, once every chapter summary is in
   (documents read together share their decode); when a part's inputs need more than one merge, or chapter
   summaries are missing after a resume, `finish` merges hierarchically (`summarize`) instead.
@@ -42,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import prompts, summarize
+from ..summarize import content
 from ..backend.base import Backend
 from ..settings import ReadSettings
 from .tags import chunk_tags, join_lead, lead_name, parse_note
@@ -52,6 +57,7 @@ CHAPTER_TOKENS = 64
 SUMMARY_BATCH = 4  # summary forks wait until this many can share the decode steps after the notes end
 RECENT_NOTES = 8  # a note may not repeat a 4-gram of the last notes or of the pinned summary (loops otherwise)
 POOL = 2  # forks waiting per decode row: a row whose note ended takes the next fork (continuous batching)
+NOTE_KEY_WORDS = 25  # an extractive note (the chunk's key sentence) is cut to about this many words
 @dataclass
 class ReadEvent:
     """A progress event; `kind` is start | chunk | summary | chapter | book | done."""
@@ -94,6 +100,8 @@ class Reader:
         self.doc, self.index, self.engine, self.settings = doc, index, engine, settings
         self.chunks, self.total = chunks, len(chunks)
         self.titles = {c.index: c.title for c in chapters}
+        self.spans = {c.index: (c.char_start, c.char_end) for c in chapters}
+        self.book = doc.text[doc.body_start:doc.body_end] or doc.text  # its names are left out of grounding
         self.t0 = time.perf_counter()
         self.fed = 0
         start = index.first_unnoted_chunk()
@@ -235,7 +243,8 @@ class Reader:
             gist, model_tags = parse_note(join_lead(job.lead, text))
             if not gist:  # the model wrote nothing useful: keep an extractive gist rather than an empty note
                 gist = " ".join(c.text.split()[:25])
-            self.index.add_note(c.ordinal, gist, chunk_tags(c.text, model_tags))
+            gist, method = content.gate(gist, c.text, self.book, most=NOTE_KEY_WORDS)
+            self.index.add_note(c.ordinal, gist, chunk_tags(c.text, model_tags), method=method)
             self.notes.setdefault(c.chapter, []).append((c.ordinal, gist))
             self.recent = [*self.recent, gist][-RECENT_NOTES:]
             self.last_noted = c.ordinal
@@ -249,19 +258,27 @@ class Reader:
         summary = summarize.grounded(join_lead(job.lead, text), self.doc.text, fallback=fallback[-2:])
         title = self.titles.get(job.chapter, "")
         if job.kind == "chapter":
-            self._store_chapter(job.chapter, job.chunks, summary)
-            return [self.event("chapter", self.last_noted + 1, title, summary)]
+            stored = self._store_chapter(job.chapter, job.chunks, summary)
+            return [self.event("chapter", self.last_noted + 1, title, stored)]
         if self.chapter_text.get(job.chapter) is None:  # a partial that arrives after its chapter ended is moot
             self.partial = (job.chapter, summary)
             self._repin()
         return [self.event("summary", self.last_noted + 1, title, summary)]
 
-    def _store_chapter(self, chapter: int, span: tuple[int, int], text: str) -> None:
-        self.index.add_summary("chapter", text, span[0], span[1], chapter=chapter)
+    def _chapter_source(self, chapter: int) -> str:
+        """The chapter's text (its chunks joined when the chapter has no span)."""
+        a, b = self.spans.get(chapter, (0, 0))
+        return self.doc.text[a:b] if b > a else " ".join(c.text for c in self.chunks if c.chapter == chapter)
+
+    def _store_chapter(self, chapter: int, span: tuple[int, int], text: str) -> str:
+        """Gate and store a chapter summary; returns the text stored."""
+        text, method = content.gate(text, self._chapter_source(chapter), self.book)
+        self.index.add_summary("chapter", text, span[0], span[1], chapter=chapter, method=method)
         self.chapter_text[chapter] = text
         if self.partial and self.partial[0] == chapter:
             self.partial = None
         self._repin()
+        return text
 
     def rolling_text(self) -> str:
         """The rolling summary: where we are, then the latest chapter summaries and the current chapter so far,

@@ -20,6 +20,7 @@ from typing import Any
 from .. import prompts
 from ..backend.base import Backend
 from ..read.tags import lead_name
+from .content import gate
 from .grounding import Part, join_parts
 from .reduce import CHAPTER_PREFILL, STOP, _system, _tokens_for_words, chapter_summary, reduce
 
@@ -114,6 +115,8 @@ def build_hierarchy(index: Any, engine: Backend, doc: Any, titles: dict[int, str
     window = settings.window + settings.max_pinned
     have = {s.chapter for s in index.summaries("chapter")}
     notes = index.notes()
+    spans = {c.index: (c.char_start, c.char_end) for c in index.chapters()}
+    book = doc.text[doc.body_start:doc.body_end] or doc.text
     by_chapter: dict[int, list[str]] = {}
     for n in notes:
         by_chapter.setdefault(n.chapter, []).append(n.gist)
@@ -123,7 +126,9 @@ def build_hierarchy(index: Any, engine: Backend, doc: Any, titles: dict[int, str
             continue
         chunk_ids = [n.chunk for n in notes if n.chapter == ch]
         text = chapter_summary(engine, doc.title, title, by_chapter[ch], window, doc.text)
-        index.add_summary("chapter", text, min(chunk_ids), max(chunk_ids), chapter=ch)
+        a, b = spans.get(ch, (0, 0))
+        text, method = gate(text, doc.text[a:b], book)  # a vacuous line: the chapter's key sentence instead
+        index.add_summary("chapter", text, min(chunk_ids), max(chunk_ids), chapter=ch, method=method)
         made = True
         yield ("chapter", title, text)
     if made or not index.summaries("book"):

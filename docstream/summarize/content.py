@@ -209,12 +209,13 @@ def key_sentence(text: str, book: str | None = None, most: int = KEY_WORDS) -> s
     return _trim(best, most) if best else ""
 
 
-def gate(text: str, source: str, book: str | None = None) -> tuple[str, str]:
+def gate(text: str, source: str, book: str | None = None, most: int = KEY_WORDS) -> tuple[str, str]:
     """(text, method): the sentences of `text` that are not vacuous against `source` ("model"); when none
-    is left, the key sentence of `source` ("extractive"). Names are the book's when `book` is given."""
+    is left, the key sentence of `source`, about `most` words ("extractive"). Names are the book's when `book`
+    is given."""
     names = profile(book).names if book else None
     keep = [s for s in split_sentences(text) if not is_vacuous(s, source, names)]
     if keep:
         return " ".join(keep), "model"
-    key = key_sentence(source, book)
+    key = key_sentence(source, book, most)
     return (key, "extractive") if key else (text, "model")
