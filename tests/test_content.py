@@ -88,3 +88,10 @@ def test_the_gate_keeps_event_sentences_and_replaces_a_vacuous_line():
     assert (text, method) == (EVENTS[1], "model")
     text, method = content.gate(VACUOUS[2], CHAPTER)
     assert method == "extractive" and text == content.key_sentence(CHAPTER)
+
+
+def test_hyphenated_words_and_names_match_their_parts():
+    source = "Kal-Jmar walked to the space buggy. He met Kal-Jmar again near the old well."
+    assert "jmar" in content.profile(source).names
+    assert content.grounding("Kal -Jmar walked to the space-buggy.", source) == 1.0
+    assert content.grounding("Kal-Jmar walked to the space-rocket.", source) == 0.5

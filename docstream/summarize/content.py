@@ -96,13 +96,17 @@ def profile(source: str) -> Profile:
             w = m.group()
             n += 1
             stems[_stem(w)] += 1
+            if "-" in w:  # "Kal-Jmar" also answers for "Kal" and "Jmar", "space-buggy" for "space buggy"
+                stems.update(_stem(part) for part in w.split("-") if len(part) > 1)
             key = re.sub(r"['’]s$", "", w).strip("'’-").lower()
             if w[0].isupper():
                 if i > 0 and not sent[:m.start()].rstrip().endswith((":", "“", '"', "‘")):
                     caps[key] += 1
             else:
                 lower[key] += 1
-    names = frozenset(w for w, c in caps.items() if c > lower[w] and w not in STOP_WORDS and len(w) > 1)
+    names = {w for w, c in caps.items() if c > lower[w] and w not in STOP_WORDS and len(w) > 1}
+    names |= {part for w in names if "-" in w for part in w.split("-") if len(part) > 1}
+    names = frozenset(names)
     return Profile(stems, names, n)
 
 
@@ -124,7 +128,15 @@ def grounding(sentence: str, source: str, names: frozenset | set | None = None) 
     words = content_words(sentence, prof.names if names is None else names)
     if not words:
         return None
-    return round(sum(1 for w in words if _stem(w) in prof.stems) / len(words), 4)
+    return round(sum(1 for w in words if _found(w, prof)) / len(words), 4)
+
+
+def _found(word: str, prof: Profile) -> bool:
+    """The word's stem is in the source, or every part of a hyphenated word is."""
+    if _stem(word) in prof.stems:
+        return True
+    parts = [p for p in word.split("-") if len(p) > 1]
+    return len(parts) > 1 and all(_stem(p) in prof.stems for p in parts)
 
 
 def meta_phrase(sentence: str) -> str | None:
