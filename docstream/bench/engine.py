@@ -96,6 +96,10 @@ def run(path: str, formats: tuple[str, ...] = DEFAULT_FORMATS, tokens: int = 409
     if reference not in (None, "llama.cpp"):
         raise SettingsError(f"unknown reference '{reference}' — use --reference llama.cpp")
     read_body(path)  # a missing or undecodable file fails here, before any subprocess
+    if reference:
+        from .llamacpp import check_reference
+
+        check_reference()
     base = {"path": str(path), "tokens": tokens, "window": window, "sinks": sinks, "chunk": chunk,
             "prefill_chunk": prefill_chunk, "new_tokens": new_tokens, "model": model, "threads": threads}
     res: dict[str, Any] = {"file": str(path), "tokens": tokens, "window": window, "sinks": sinks,

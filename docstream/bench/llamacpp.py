@@ -3,7 +3,7 @@
 Design choices:
 - The same GGUF file the embedded model is converted from (SmolLM2-135M-Instruct, Q4_1), run by
   llama-cpp-python (`pip install llama-cpp-python`: it compiles llama.cpp from source; never a docstream
-  dependency), in its own subprocess like every other row, with as many threads as torch uses.
+  dependency), in its own subprocess like every other row, with one thread per core.
 - prefill: the same document tokens evaluated in `prefill_chunk`-token batches (llama.cpp's own tokenizer on
   the same text); decode: greedy tokens after a prompt at batch 1. llama.cpp has no sink cache, so the
   perplexity column stays empty rather than compare a full-context figure with sink-cache ones.
@@ -21,18 +21,17 @@ from ..errors import SettingsError
 from .engine import PROMPT
 from .stream import peak_rss_mb, read_body
 
-MISSING = ("llama-cpp-python is not installed — `pip install llama-cpp-python` (it compiles llama.cpp; a few "
-           "minutes) to add the reference row")
+MISSING = ("llama-cpp-python cannot be imported — `pip install llama-cpp-python diskcache` to add the reference row "
+           "(it compiles llama.cpp from source: 76 min here, on 2 busy cores)")
 
 
 def _measure(spec: dict) -> dict:
-    import torch
     from llama_cpp import Llama
 
     from ..backend.model import DEFAULT_MODEL, _gguf_path
 
     gguf = _gguf_path(DEFAULT_MODEL)
-    threads = spec.get("threads") or torch.get_num_threads()
+    threads = spec.get("threads") or os.cpu_count() or 1
     t = time.perf_counter()
     llm = Llama(model_path=str(gguf), n_ctx=spec["tokens"] + 256, n_batch=spec["prefill_chunk"],
                 n_threads=threads, n_threads_batch=threads, verbose=False)
@@ -56,16 +55,22 @@ def _measure(spec: dict) -> dict:
             "peak_rss_mb": round(peak_rss_mb(), 1), "threads": threads}
 
 
-def measure_reference(base: dict) -> dict:
-    """The reference row, measured in a subprocess; SettingsError if llama-cpp-python is missing."""
-    import importlib.util
+def check_reference() -> None:
+    """SettingsError now (before any row is measured) if llama-cpp-python cannot be imported."""
+    proc = subprocess.run([sys.executable, "-c", "import llama_cpp"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        raise SettingsError(f"{MISSING} ({why})")
 
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise SettingsError(MISSING)
+
+def measure_reference(base: dict) -> dict:
+    """The reference row, measured in a subprocess (call `check_reference` first)."""
     proc = subprocess.run([sys.executable, "-m", "docstream.bench.llamacpp", json.dumps(base)],
                           capture_output=True, text=True, env=dict(os.environ))
-    if proc.returncode != 0:
-        raise RuntimeError(f"llama.cpp reference failed:\n{proc.stderr[-2000:]}")
+    if proc.returncode != 0:  # seen here: llama-cpp-python 0.3.36 built on this VM segfaults in its first decode
+        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        raise SettingsError(f"the llama.cpp reference failed ({last[:200]}) — run without --reference, or rebuild "
+                            "llama-cpp-python for this CPU")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
