@@ -28,7 +28,7 @@ class ReadSettings:
     summary_tokens: int = 96
     max_pinned: int = 320
     note_context: int = 0  # window tokens a note is decoded from (0 = one chunk: the chunk just read)
-    reader_version: int = 9  # bumped when notes or summaries change: an old index is then not reused
+    reader_version: int = 10  # bumped when notes or summaries change: an old index is then not reused
     weights: str = "fp32"  # the model's weight format (`backend.model.FORMATS`; "server" for a remote model)
 
     def resolved(self, context_length: int) -> "ReadSettings":

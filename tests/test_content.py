@@ -24,6 +24,9 @@ VACUOUS = [
     "In this chapter, the Time Traveller is introduced as a complex figure.",
     "In this chapter, Filby.",  # nothing but a name
     "In this chapter, Filby dreams of quantum spaceships orbiting Jupiter.",  # words the chapter never uses
+    "In this chapter, Time Machine, a story about a time machine, a story of a time machine and a story of people.",
+    "In this chapter, the forest fire is the fire of the forest, and the fire is a forest fire.",  # a loop
+    "In this chapter, Filby returns, and the next passage is about the lever.",
 ]
 EVENTS = [
     "In this chapter, the Time Traveller fights the Morlocks with a match and an iron lever.",

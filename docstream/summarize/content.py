@@ -11,7 +11,8 @@ Design choices:
   content words has grounding None.
 - `is_vacuous(sentence, source)`: the sentence talks about the text instead of the events — it contains one of
   the maintained `META` phrases ("narrative", "is described", "the passage", "style", …) — or it says nothing
-  checkable: no content word, or grounding < `MIN_GROUNDING` (0.5).
+  checkable: no content word, grounding < `MIN_GROUNDING` (0.5), or a loop (of 4+ content words, fewer than
+  half distinct: "the human species is the human race").
 - `key_sentence(text)`: the extractive fallback, the sentence of `text` that shares the most of the text's
   frequent content words and names (weighted by how much more often the text uses them than the book), with
   dialogue and very short sentences scored down; cut to about `KEY_WORDS` words at a clause boundary. Its words
@@ -45,6 +46,7 @@ META = (
     "plays a crucial role", "plays a significant role", "plays a key role", "plays an important role",
     "the chapter is", "this chapter is", "the chapter describes", "the story describes", "the story is about",
     "the novel", "literary", "structure", "writing", "descriptive", "detail-oriented", "in detail",
+    "next passage", "previous passage", "a story about", "a story of",
 )
 _META = re.compile(r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in META) + r")\b", re.I)
 FRAME = frozenset("chapter chapters story book passage part beginning middle end then finally later".split())
@@ -148,10 +150,16 @@ def meta_phrase(sentence: str) -> str | None:
 def is_vacuous(sentence: str, source: str, names: frozenset | set | None = None) -> bool:
     """True when the sentence talks about the text (a `META` phrase) or says nothing the source supports
     (no content word, or grounding below `MIN_GROUNDING`)."""
-    if meta_phrase(sentence):
+    if meta_phrase(sentence) or loops(sentence):
         return True
     g = grounding(sentence, source, names)
     return g is None or g < MIN_GROUNDING
+
+
+def loops(sentence: str) -> bool:
+    """Of 4+ content words, fewer than half distinct (stemmed): the sentence goes round in circles."""
+    words = [_stem(w) for w in content_words(sentence)]
+    return len(words) >= 4 and len(set(words)) * 2 < len(words)
 
 
 def measure(text: str, source: str, names: frozenset | set | None = None) -> list[dict]:
@@ -159,7 +167,7 @@ def measure(text: str, source: str, names: frozenset | set | None = None) -> lis
     rows = []
     for sent in split_sentences(text):
         g = grounding(sent, source, names)
-        meta = meta_phrase(sent)
+        meta = meta_phrase(sent) or ("(loop)" if loops(sent) else None)
         rows.append({"sentence": sent, "grounding": g, "meta": meta,
                      "vacuous": bool(meta) or g is None or g < MIN_GROUNDING})
     return rows
