@@ -17,7 +17,8 @@ def summary_dict(doc: Any, length: str = "medium", words: int | None = None) -> 
         "chapters": [{"chapter": s.chapter + 1, "title": chapters[s.chapter].title, "summary": s.text,
                       "char_start": chapters[s.chapter].char_start, "char_end": chapters[s.chapter].char_end,
                       "line_start": chapters[s.chapter].line_start, "line_end": chapters[s.chapter].line_end,
-                      "chunks": [s.chunk_start, s.chunk_end], "method": s.method} for s in chs if s.chapter in chapters],
+                      "chunks": [s.chunk_start, s.chunk_end], "method": s.method}
+                     for s in chs if s.chapter in chapters],
         "notes": [{"chunk": n.chunk, "chapter": (n.chapter or 0) + 1, "gist": n.gist, "tags": n.tags,
                    "char_start": n.char_start, "char_end": n.char_end, "line_start": n.line_start,
                    "line_end": n.line_end, "method": n.method} for n in notes],
