@@ -46,8 +46,12 @@ def test_compact_weights_keep_the_next_token_and_raise_no_warning(tiny_lm, fmt):
         assert err < 0.1 and agree > 0.8, (err, agree)
 
 
-def test_weight_format_is_decided_without_torch_and_checked():
-    assert weight_format("auto", "cpu") == "fp16w"
+def test_weight_format_is_decided_without_torch_and_checked(monkeypatch):
+    from docstream.backend import model
+
+    for native, fmt in ((True, "bf16"), (False, "fp16w")):  # bf16 only where the CPU computes it natively
+        monkeypatch.setattr(model, "_cpu_has_bf16", lambda native=native: native)
+        assert weight_format("auto", "cpu") == fmt
     assert weight_format("auto", "cuda") == "bf16"
     assert weight_format("float32", "cpu") == "fp32"
     with pytest.raises(SettingsError, match="CPU only"):
@@ -58,12 +62,14 @@ def test_weight_format_is_decided_without_torch_and_checked():
 
 def test_the_weight_format_is_part_of_the_index_identity(home, tiny_dir, short_text):
     import docstream
+    from docstream.backend import model
 
     paths = {fmt: docstream.open(short_text, model=str(tiny_dir), dtype=fmt, device="cpu",
                                    window=512).index_path
-             for fmt in ("fp32", "fp16w", "int8")}
-    assert len(set(paths.values())) == 3
-    assert docstream.open(short_text, model=str(tiny_dir), device="cpu", window=512).index_path == paths["fp16w"]
+             for fmt in ("fp32", "fp16w", "int8", "bf16")}
+    assert len(set(paths.values())) == 4
+    auto = "bf16" if model._cpu_has_bf16() else "fp16w"
+    assert docstream.open(short_text, model=str(tiny_dir), device="cpu", window=512).index_path == paths[auto]
     # an fp32 index made before weight formats existed (no "weights" key in its settings) is still found
     assert "weights" not in ReadSettings(weights="fp32").to_dict()
     assert ReadSettings(weights="int8").to_dict()["weights"] == "int8"
