@@ -19,8 +19,8 @@ Sinks = Annotated[int, typer.Option(help="Attention-sink tokens kept at the star
 ChunkTokens = Annotated[int, typer.Option("--chunk-tokens", help="Tokens per chunk (0 = window/4).")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index file (default: in the cache dir).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-Dtype = Annotated[str, typer.Option(help="Weight format: auto (fp16w on cpu, bf16 on cuda), fp32, fp16w (fp16 "
-                                         "weights, fp32 compute), int8, bf16 or fp16.")]
+Dtype = Annotated[str, typer.Option(help="Weight format: auto (bf16 on cuda or a CPU with native bf16, else "
+                                         "fp16w), fp32, fp16w (fp16 weights, fp32 compute), int8, bf16 or fp16.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 Backend = Annotated[str, typer.Option(help="local (this machine), or openai for an OpenAI-compatible server "
