@@ -251,8 +251,8 @@ class Document:
             if wait:
                 self.ensure_read()
             elif not self.is_read():
-                self.prepare()
-                first = True
+                self.prepare()  # may wait for another process's read to store the chunks
+                first = not self.is_read()
         with self._index() if mode == "docstream" else nullcontext() as ix:  # evidence is found in answer()
             ans = answer(self.source, ix, self.engine, q, self.settings, mode=mode, max_tokens=max_tokens)
         ans.first = first
