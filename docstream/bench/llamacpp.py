@@ -21,7 +21,7 @@ from ..errors import SettingsError
 from .engine import PROMPT
 from .stream import peak_rss_mb, read_body
 
-MISSING = ("llama-cpp-python cannot be imported — `pip install llama-cpp-python diskcache` to add the reference row "
+MISSING = ("llama-cpp-python cannot be imported — `pip install 'docstream[llamacpp]'` to add the reference row "
            "(it compiles llama.cpp from source: 76 min here, on 2 busy cores)")
 
 
