@@ -16,8 +16,8 @@ Design choices:
             per-call input scale costs perplexity on this model (see the README's engine table).
   `auto` = bf16 on cuda, and on a CPU with native bf16 matrix instructions (AMX-BF16 or AVX512-BF16, read from
   /proc/cpuinfo): there `docstream bench engine` measured bf16 prefill at 2.4× fp32 and batched decode at 1.7×
-  with perplexity +0.1 % (batch-1 decode 0.8×). Other CPUs get fp16w (bf16 without those instructions is
-  several times slower than fp32). The embedding table of fp16w/int8 stays fp32 (a lookup reads one row a token).
+  with perplexity +0.1 % (batch-1 decode 0.8×). Other CPUs get fp16w, which needs no bf16 arithmetic. The
+  embedding table of fp16w/int8 stays fp32 (a lookup reads one row a token).
 - `weight_format()` decides the format without importing torch, because it is part of the index identity and
   `notes`/`search` must not load torch; `load()` takes the decided format, so the two always agree.
 """
