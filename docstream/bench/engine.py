@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any
 
 from ..errors import SettingsError
-from .stream import _score, peak_rss_mb, read_body, token_ids
+from .stream import _score, peak_rss_mb, read_body, run_json, token_ids
 
 DEFAULT_FORMATS = ("fp32", "fp16w", "int8", "bf16")
 PROMPT = "Tell the story of a traveller who builds a machine to visit the far future, in the order it happens."
@@ -69,14 +68,6 @@ def measure(spec: dict) -> dict:
     return out
 
 
-def _spawn(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "docstream.bench.engine", json.dumps(spec)],
-                          capture_output=True, text=True, env=dict(os.environ))
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark subprocess for '{spec['format']}' failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def _agreement(a: list[int], b: list[int]) -> float:
     """Share of the first tokens of two greedy continuations that agree, up to the first difference."""
     n = min(len(a), len(b))
@@ -105,7 +96,7 @@ def run(path: str, formats: tuple[str, ...] = DEFAULT_FORMATS, tokens: int = 409
     res: dict[str, Any] = {"file": str(path), "tokens": tokens, "window": window, "sinks": sinks,
                            "load_avg_start": os.getloadavg()[0], "rows": []}
     for fmt in formats:
-        res["rows"].append(_spawn({**base, "format": fmt}))
+        res["rows"].append(run_json(["-m", "docstream.bench.engine", json.dumps({**base, "format": fmt})], fmt))
     if reference:
         from .llamacpp import measure_reference
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import SettingsError
 from .engine import PROMPT
-from .stream import peak_rss_mb, read_body
+from .stream import peak_rss_mb, read_body, run_json
 
 MISSING = ("llama-cpp-python cannot be imported — `pip install 'docstream[llamacpp]'` to add the reference row "
            "(it compiles llama.cpp from source: 76 min here, on 2 busy cores)")
@@ -65,13 +65,12 @@ def check_reference() -> None:
 
 def measure_reference(base: dict) -> dict:
     """The reference row, measured in a subprocess (call `check_reference` first)."""
-    proc = subprocess.run([sys.executable, "-m", "docstream.bench.llamacpp", json.dumps(base)],
-                          capture_output=True, text=True, env=dict(os.environ))
-    if proc.returncode != 0:  # seen here: llama-cpp-python 0.3.36 built on this VM segfaults in its first decode
-        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    try:
+        return run_json(["-m", "docstream.bench.llamacpp", json.dumps(base)], "llama.cpp")
+    except RuntimeError as e:  # seen here: llama-cpp-python 0.3.36 built on this VM segfaults in its first decode
+        last = str(e).strip().splitlines()[-1]
         raise SettingsError(f"the llama.cpp reference failed ({last[:200]}) — run without --reference, or rebuild "
-                            "llama-cpp-python for this CPU")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+                            "llama-cpp-python for this CPU") from None
 
 
 if __name__ == "__main__":

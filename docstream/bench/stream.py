@@ -168,13 +168,18 @@ def _one(spec: dict) -> dict:
     return res
 
 
-def _spawn(spec: dict) -> dict:
-    env = dict(os.environ)
-    proc = subprocess.run([sys.executable, "-m", "docstream.bench.stream", "--one", json.dumps(spec)],
-                          capture_output=True, text=True, env=env)
+def run_json(args: list[str], what: str) -> dict:
+    """Run `python ARGS` (one benchmark cell in a process of its own) and return the JSON object its last stdout
+    line holds; RuntimeError with the tail of its stderr if it fails."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=dict(os.environ))
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark subprocess for '{spec['kind']}' failed:\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"benchmark subprocess for '{what}' failed (exit code {proc.returncode}):\n"
+                           f"{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _spawn(spec: dict) -> dict:
+    return run_json(["-m", "docstream.bench.stream", "--one", json.dumps(spec)], spec["kind"])
 
 
 # ---------------------------------------------------------------------------------------------- public API
