@@ -236,15 +236,19 @@ class Document:
 
     # ------------------------------------------------------------------ asking
     def ask(self, question: str, mode: str = "docstream", max_tokens: int = 64, stream: bool = False,
-            wait: bool = True) -> Answer:
+            wait: bool = True, reader: str = "forks") -> Answer:
         """Answer one question with citations (`mode`: docstream | rag | stream | truncate). `stream=True` returns at
         once with the evidence found: iterate the `Answer` for its text deltas (see `ask/answer.py`).
         `wait=False` on a document not read yet answers at once from its text index (`prepare()`), marked
-        `first=True`, instead of reading the whole document first."""
-        from .ask.answer import MODES, answer, check_question
+        `first=True`, instead of reading the whole document first. `reader`: `forks` (each candidate sentence
+        window read alone, the answer its evidence supports; `ask/reader.py`) or `window` (one prompt holding
+        every focused window; streams token by token)."""
+        from .ask.answer import MODES, READERS, answer, check_question
 
         if mode not in MODES:
             raise SettingsError(f"mode {mode!r}: use one of {', '.join(MODES)}")
+        if reader not in READERS:
+            raise SettingsError(f"reader {reader!r}: use one of {', '.join(READERS)}")
         q = check_question(question, self.engine, self.settings.window)
         first = False
         if mode == "docstream":
@@ -254,7 +258,8 @@ class Document:
                 self.prepare()  # may wait for another process's read to store the chunks
                 first = not self.is_read()
         with self._index() if mode == "docstream" else nullcontext() as ix:  # evidence is found in answer()
-            ans = answer(self.source, ix, self.engine, q, self.settings, mode=mode, max_tokens=max_tokens)
+            ans = answer(self.source, ix, self.engine, q, self.settings, mode=mode, max_tokens=max_tokens,
+                         reader=reader)
         ans.first = first
         return ans if stream else ans.done()
 

@@ -18,7 +18,8 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from typer.testing import CliRunner
 
-from docstream.ask.focus import cite, sentence_windows
+from docstream.ask.focus import cite
+from docstream.text.sentences import sentence_windows
 from docstream.cli.main import app
 from docstream.text.chapters import find_chapters
 from docstream.text.load import load, sniff

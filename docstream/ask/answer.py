@@ -14,6 +14,7 @@ Design choices:
 from __future__ import annotations
 
 import time
+from itertools import zip_longest
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +22,13 @@ from typing import Any
 from .. import prompts
 from ..backend.base import Backend
 from ..errors import QuestionError
-from .baselines import rag_prompt
-from .focus import Citation, cite, evidence_prompt, focus
+from .baselines import plain_index, rag_prompt
+from .focus import Citation, cite, evidence_prompt, focus, rank_windows
+from .reader import CANDIDATES, choose, phrase, read
 from .retrieve import retrieve
 
 MODES = ("docstream", "rag", "stream", "truncate")
+READERS = ("forks", "window")  # docstream's reader: candidate windows read alone (`reader.py`), or one window
 STOP = ("<|im_end|>", "\n\n", "<|endoftext|>")
 PASSAGE_TOKENS = 2560  # retrieved chunks (about five) that the evidence sentences are chosen from
 NO_EVIDENCE = ("No passage of the text matches the question's words, so there is nothing to answer from — try "
@@ -46,6 +49,9 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     mode: str = "docstream"
     first: bool = False  # answered from the text index before the document was read (`ask(wait=False)`)
+    supported: bool | None = None  # the reader found the answer's words in its evidence (None: not checked)
+    mark: tuple[int, int] | None = None  # doc char span of the answer inside citations[0] (the evidence)
+    readings: list[dict[str, Any]] = field(default_factory=list)  # every candidate the reader decoded
     _deltas: Iterator[str] | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[str]:
@@ -68,8 +74,9 @@ class Answer:
     def to_dict(self) -> dict[str, Any]:
         self.done()
         return {"question": self.question, "answer": self.answer, "mode": self.mode, "first": self.first,
+                "supported": self.supported, "mark": list(self.mark) if self.mark else None,
                 "citations": [c.to_dict() for c in self.citations], "retrieved": self.retrieved,
-                "timings": self.timings}
+                "readings": self.readings, "timings": self.timings}
 
 
 def check_question(question: str, engine: Backend, window: int) -> str:
@@ -85,32 +92,60 @@ def check_question(question: str, engine: Backend, window: int) -> str:
     return q
 
 
-def build_prompt(doc: Any, index: Any, engine: Backend, question: str, settings: Any, evidence_tokens: int
-                 ) -> tuple[str, list[Citation], list[dict[str, Any]], float]:
+def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens: int, reader: str
+           ) -> tuple[list[Citation], list[dict[str, Any]], float]:
+    """(citations, retrieved, retrieve ms): passages retrieved from the index, cut to sentence windows — the
+    best `CANDIDATES` in rank order for the `forks` reader, those that fill `evidence_tokens` in document
+    order for the `window` reader."""
     t0 = time.perf_counter()
     r = retrieve(index, question, budget_tokens=PASSAGE_TOKENS, count_tokens=engine.count)
-    spans = focus(doc.text, r.passages, question, evidence_tokens, engine.count)
-    retrieve_ms = (time.perf_counter() - t0) * 1000
-    citations = [cite(doc, p.chunk, p.chapter_title or "", s, e) for p, s, e in spans]
     retrieved = [{"chunk": p.chunk, "chapter": p.chapter_title, "rank": p.rank, "score": round(p.score, 4),
                   "char_start": p.char_start, "char_end": p.char_end} for p in r.passages]
-    # No summaries in the answer window: on the QA dev set they cost answers (`docstream bench qa`, README).
-    return evidence_prompt(doc, question, citations), citations, retrieved, retrieve_ms
+    if reader == "window":
+        spans = [(p.chunk, p.chapter_title, s, e)
+                 for p, s, e in focus(doc.text, r.passages, question, evidence_tokens, engine.count)]
+    else:  # the sentence-level search and the best windows of the fused passages, taken in turn
+        found = [(c.start, c.end) for c in plain_index(doc, "sentences").top(question, CANDIDATES)]
+        ranked = [(s, e) for _, s, e in rank_windows(doc.text, r.passages, question)]
+        spans = []
+        for s, e in interleave(found, ranked, CANDIDATES):
+            ch = index.chunk_at(s)
+            spans.append((ch.ordinal if ch else -1, ch.chapter_title if ch else "", s, e))
+        retrieved += [{"chunk": c, "chapter": t, "rank": None, "sentences": True, "char_start": s, "char_end": e}
+                      for c, t, s, e in spans]
+    citations = [cite(doc, c, t or "", s, e) for c, t, s, e in spans]
+    return citations, retrieved, (time.perf_counter() - t0) * 1000
+
+
+def interleave(a: list[tuple[int, int]], b: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+    """Up to `n` spans taken from `a` and `b` in turn, best first, leaving out any that overlaps one taken."""
+    out: list[tuple[int, int]] = []
+    for pair in zip_longest(a, b):
+        for sp in pair:
+            if sp and len(out) < n and all(sp[1] <= s or sp[0] >= e for s, e in out):
+                out.append(sp)
+    return out
 
 
 def answer(doc: Any, index: Any, engine: Backend, question: str, settings: Any, mode: str = "docstream",
-           max_tokens: int = 64, evidence_tokens: int = EVIDENCE_TOKENS) -> Answer:
+           max_tokens: int = 64, evidence_tokens: int = EVIDENCE_TOKENS, reader: str = "forks") -> Answer:
     """The `Answer` to a checked question (`check_question`): evidence retrieved now (`index` may be closed once
     this returns), text generated as the answer is iterated."""
-    assert mode in MODES, mode
+    assert mode in MODES and reader in READERS, (mode, reader)
     t0 = time.perf_counter()
     ans = Answer(question=question, mode=mode)
     retrieve_ms = 0.0
-    if mode in ("docstream", "rag"):
-        build = build_prompt if mode == "docstream" else rag_prompt
-        user, ans.citations, ans.retrieved, retrieve_ms = build(doc, index, engine, question, settings,
-                                                                evidence_tokens)
-        # No passage shares a word with the question: say so rather than let the model guess from nothing.
+    if mode == "docstream":
+        ans.citations, ans.retrieved, retrieve_ms = gather(doc, index, engine, question, evidence_tokens, reader)
+        if not ans.citations:  # no passage shares a word with the question: say so rather than guess
+            deltas: Iterator[str] = iter([NO_EVIDENCE])
+        elif reader == "forks":
+            deltas = _lazy(lambda: _read(doc, engine, ans, max_tokens))
+        else:  # No summaries in the window: on the QA dev set they cost answers (`docstream bench qa`, README).
+            user = evidence_prompt(doc, question, ans.citations)
+            deltas = engine.complete(prompts.get("system").render(), user, max_tokens, stop=STOP)
+    elif mode == "rag":
+        user, ans.citations, ans.retrieved, retrieve_ms = rag_prompt(doc, None, engine, question, settings, 0)
         deltas = (engine.complete(prompts.get("system").render(), user, max_tokens, stop=STOP) if ans.citations
                   else iter([NO_EVIDENCE]))
     else:
@@ -129,6 +164,19 @@ def answer(doc: Any, index: Any, engine: Backend, question: str, settings: Any, 
 
 def _lazy(make: Any) -> Iterator[str]:
     yield make()
+
+
+def _read(doc: Any, engine: Backend, ans: Answer, max_tokens: int) -> str:
+    """The `forks` reader (`reader.py`): every candidate window read alone, the supported answer chosen; its
+    window becomes the first citation, with the answer's span in it (`mark`)."""
+    readings = read(engine, doc, ans.question, ans.citations, max_tokens, STOP)
+    best = choose(readings)
+    ans.supported, ans.mark = best.supported, best.mark
+    ans.citations = [best.citation, *(c for c in ans.citations if c is not best.citation)]
+    ans.readings = [{"answer": r.text, "confidence": None if r.confidence is None else round(r.confidence, 3),
+                     "supported": r.supported, "added": r.added, "char_start": r.citation.char_start,
+                     "char_end": r.citation.char_end} for r in readings]
+    return phrase(best)
 
 
 def _bare(doc: Any, engine: Backend, question: str, settings: Any, mode: str, max_tokens: int,

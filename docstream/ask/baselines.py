@@ -12,19 +12,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..index.plain import PlainIndex, plain_chunks
+from ..index.plain import PlainIndex, plain_chunks, sentence_pieces
 from ..text.sentences import SENTENCE_END
 from .focus import Citation, cite, evidence_prompt
 
 RAG_K = 5
 RAG_ROOM = 256  # tokens kept free for the prompt's own words and for the answer (twice)
-_PLAIN: dict[str, PlainIndex] = {}  # document sha256 -> its plain index (built once per process)
+_PLAIN: dict[tuple[str, str], PlainIndex] = {}  # (document sha256, pieces) -> its index (built once per process)
 
 
-def plain_index(doc: Any) -> PlainIndex:
-    if doc.sha256 not in _PLAIN:
-        _PLAIN[doc.sha256] = PlainIndex(plain_chunks(doc, doc.body_start, doc.body_end))
-    return _PLAIN[doc.sha256]
+def plain_index(doc: Any, pieces: str = "chunks") -> PlainIndex:
+    """BM25 over the body's ~2000-character `chunks` (the rag baseline) or its ~300-character `sentences`
+    windows (docstream's sentence-level search), built in memory once per process."""
+    key = (doc.sha256, pieces)
+    if key not in _PLAIN:
+        cut = plain_chunks if pieces == "chunks" else sentence_pieces
+        _PLAIN[key] = PlainIndex(cut(doc, doc.body_start, doc.body_end))
+    return _PLAIN[key]
 
 
 def rag_prompt(doc: Any, index: Any, engine: Any, question: str, settings: Any, evidence_tokens: int

@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import prompts
 from ..index.search import STOP_WORDS
-from ..text.sentences import sentence_ends
+from ..text.sentences import sentence_windows
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
 
@@ -45,34 +45,15 @@ def terms(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text) if w.lower() not in STOP_WORDS and len(w) > 1]
 
 
-def sentence_windows(text: str, base: int, span_chars: int) -> list[tuple[int, int]]:
-    """Split text into consecutive sentence-aligned windows of about span_chars; absolute (start, end)."""
-    bounds = [0, *sentence_ends(text), len(text)]
-    out: list[tuple[int, int]] = []
-    a = 0
-    for b in bounds[1:]:
-        if b - a >= span_chars or b == len(text):
-            s, e = a, b
-            while s < e and text[s].isspace():
-                s += 1
-            while e > s and text[e - 1].isspace():
-                e -= 1
-            if e > s:
-                out.append((base + s, base + e))
-            a = b
-    return out
-
-
-def focus(doc_text: str, passages: list[Any], question: str, budget_tokens: int, count: Any,
-          span_chars: int = 300) -> list[tuple[Any, int, int]]:
-    """Pick the sentence windows of the retrieved passages that best match the question, within budget."""
+def rank_windows(doc_text: str, passages: list[Any], question: str, span_chars: int = 300
+                 ) -> list[tuple[Any, int, int]]:
+    """The sentence windows of the retrieved passages, best match to the question first: rare question words
+    (log-scaled counts), ties broken by the passage's rank."""
     q = set(terms(question))
     cands: list[tuple[Any, int, int, Counter[str]]] = []
     for p in passages:
         for s, e in sentence_windows(doc_text[p.char_start:p.char_end], p.char_start, span_chars):
             cands.append((p, s, e, Counter(terms(doc_text[s:e]))))
-    if not cands:
-        return []
     df = Counter(t for *_, c in cands for t in set(c) if t in q)
     n = len(cands)
 
@@ -81,9 +62,15 @@ def focus(doc_text: str, passages: list[Any], question: str, budget_tokens: int,
         lexical = sum(math.log(1 + n / df[t]) * (1 + math.log(c[t])) for t in q if c[t])
         return lexical + 1.0 / (1 + getattr(p, "rank", 0))
 
+    return [(p, s, e) for p, s, e, _ in sorted(cands, key=score, reverse=True)]
+
+
+def focus(doc_text: str, passages: list[Any], question: str, budget_tokens: int, count: Any,
+          span_chars: int = 300) -> list[tuple[Any, int, int]]:
+    """The best sentence windows of the retrieved passages (`rank_windows`) within budget, in document order."""
     kept: list[tuple[Any, int, int]] = []
     used = 0
-    for p, s, e, c in sorted(cands, key=score, reverse=True):
+    for p, s, e in rank_windows(doc_text, passages, question, span_chars):
         t = count(doc_text[s:e])
         if used + t > budget_tokens:
             continue
@@ -105,9 +92,11 @@ def cite(doc: Any, chunk: int, chapter: str, s: int, e: int) -> Citation:
                     position=position)
 
 
-def evidence_prompt(doc: Any, question: str, citations: list[Citation], summary: str = "(none)") -> str:
-    """The answer prompt: the question, the summary, the cited evidence in order, the question again."""
-    evidence = "\n\n".join(f"[{i + 1}] ({c.chapter}, lines {c.line_start}-{c.line_end}) "
-                            f"{' '.join(c.quote.split())}" for i, c in enumerate(citations))
+def evidence_prompt(doc: Any, question: str, citations: list[Citation], summary: str = "(none)",
+                    labels: bool = True) -> str:
+    """The answer prompt: the question, the summary, the cited evidence in order, the question again.
+    `labels=False` leaves out the "[1] (chapter, lines …)" labels (the model copies them into its answer)."""
+    evidence = "\n\n".join((f"[{i + 1}] ({c.chapter}, lines {c.line_start}-{c.line_end}) " if labels else "")
+                            + " ".join(c.quote.split()) for i, c in enumerate(citations))
     return prompts.get("answer").render(question=question, title=doc.title, summary=summary,
                                         evidence=evidence or "(no passage matched the question)")

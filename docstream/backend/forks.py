@@ -15,6 +15,9 @@ Design choices:
 - A row that finishes (EOS, stop string, its own max tokens) takes the next waiting fork when there is one
   (continuous batching: the fork's KV is written right-aligned at the current column, with its own mask and
   positions), else leaves the batch at once (`select`), so long rows do not drag finished ones along.
+- Copy decoding: a fork's `allow` restricts its row to the tokens of a text (the answer is then made of the
+  evidence's own words); each row sums the log-probability of what it emits under the unmasked distribution,
+  so `Fork.confidence` is the model's own belief in its answer.
 - Greedy decoding with the same n-gram repeat block as `generate()`, so a batched note equals the note an
   aside would have written (up to float rounding in the padded attention). A fork may also carry n-grams of
   other texts to avoid (`Fork.avoid`): a note must not copy earlier notes or the pinned summary. Forks that
@@ -47,6 +50,14 @@ class Fork:
     stop: tuple[str, ...] = ()
     sentence: bool = False  # stop after the first complete sentence
     avoid: dict[tuple[int, ...], set[int]] | None = None  # n-grams of other texts not to repeat (`ngram_index`)
+    allow: torch.Tensor | None = None  # token ids the row may emit (copy decoding); None: any
+    logprob: float = 0.0  # sum of the log-probabilities of the tokens decoded, before `allow` masked any
+    scored: int = 0  # tokens in `logprob`
+
+    @property
+    def confidence(self) -> float | None:
+        """Mean log-probability per decoded token (the model's own confidence), None before decoding."""
+        return self.logprob / self.scored if self.scored else None
 
     @property
     def length(self) -> int:
@@ -153,15 +164,21 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
     def take(i: int, logits: torch.Tensor) -> int | None:
         """Pick fork i's next token; returns it when the row goes on (it must be fed), else None."""
         nonlocal generated
-        tid = int(block_repeats(logits, detoks[i].ids, no_repeat_ngram, forks[i].avoid).argmax(-1))
-        if tid in eos or len(detoks[i].ids) >= forks[i].max_new_tokens:
+        f = forks[i]
+        x = block_repeats(logits, detoks[i].ids, no_repeat_ngram, f.avoid)
+        if f.allow is not None:
+            x = torch.full_like(x, float("-inf")).index_copy_(-1, f.allow, x.index_select(-1, f.allow))
+        tid = int(x.argmax(-1))
+        if tid in eos or len(detoks[i].ids) >= f.max_new_tokens:
             return None
+        f.logprob += float(torch.log_softmax(logits, -1)[tid])
+        f.scored += 1
         out[i] += detoks[i].push(tid)
         generated += 1
-        ids, avoid = detoks[i].ids, forks[i].avoid
+        ids, avoid = detoks[i].ids, f.avoid
         if avoid is not None and no_repeat_ngram > 0 and len(ids) >= no_repeat_ngram:  # shared: rows avoid
             avoid.setdefault(tuple(ids[-no_repeat_ngram:-1]), set()).add(tid)  # each other's n-grams too
-        done = detoks[i].stopped or len(detoks[i].ids) >= forks[i].max_new_tokens
+        done = detoks[i].stopped or len(detoks[i].ids) >= f.max_new_tokens
         return None if done else tid
 
     def place(r: int, i: int) -> None:

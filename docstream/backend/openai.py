@@ -269,8 +269,15 @@ class RemoteEngine:
         return None
 
     def prompt_fork(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = (),
-                    prefill: str = "") -> Request:
+                    prefill: str = "", allow: str = "") -> Request:
+        if allow:
+            raise SettingsError("the openai backend cannot restrict an answer to the evidence's tokens (allow=); "
+                                "pass allow=\"\" — the server does not expose the logits")
         return Request(system, user, max_new_tokens, tuple(stop), prefill)
+
+    def confidence(self, forks: list[Request]) -> list[float | None]:
+        """Not known through the API: every answer is taken at face value (None)."""
+        return [None] * len(forks)
 
     def decode(self, forks: list[Request], width: int | None = None) -> list[str]:
         """Send the captured requests, `concurrency` at a time (the server batches; `width` is for local

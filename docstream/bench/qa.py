@@ -63,7 +63,8 @@ def correct(answer: str, golds: list[str]) -> bool:
     return any(re.search(rf"(?<!\w){re.escape(g)}(?!\w)", answer, re.I) for g in golds)
 
 
-def _cell(doc: Any, q: dict[str, Any], mode: str, generate: bool, max_tokens: int) -> dict[str, Any]:
+def _cell(doc: Any, q: dict[str, Any], mode: str, generate: bool, max_tokens: int, reader: str = "forks"
+          ) -> dict[str, Any]:
     from .. import prompts
     from ..ask.answer import STOP
     from ..ask.baselines import oracle_prompt
@@ -75,23 +76,25 @@ def _cell(doc: Any, q: dict[str, Any], mode: str, generate: bool, max_tokens: in
         user, cites = oracle_prompt(doc.source, q["question"], s, e)
         retrieved = [(c.char_start, c.char_end) for c in cites]
         text = doc.engine.complete_text(prompts.get("system").render(), user, max_tokens, stop=STOP) if generate else ""
-        citations = retrieved
+        citations, supported = retrieved, None
     elif mode in ("stream", "truncate") and not generate:
         return {"id": q["id"], "mode": mode, "kind": q["kind"], "retrieved": False, "cited": False}
     else:
-        ans = doc.ask(q["question"], mode=mode, max_tokens=max_tokens, stream=True)
+        ans = doc.ask(q["question"], mode=mode, max_tokens=max_tokens, stream=True, reader=reader)
         retrieved = [(r["char_start"], r["char_end"]) for r in ans.retrieved]
-        citations = [(c.char_start, c.char_end) for c in ans.citations]
         text = ans.done().answer if generate else ""
+        citations = [(c.char_start, c.char_end) for c in ans.citations]
+        supported = ans.supported
     return {"id": q["id"], "mode": mode, "kind": q["kind"], "question": q["question"], "answer": text,
             "gold": q["answers"], "retrieved": covered(retrieved, s, e), "cited": covered(citations, s, e),
             "correct": correct(text, q["answers"]) if generate else None,
-            "seconds": round(time.perf_counter() - t0, 2)}
+            "supported": supported if generate else None, "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def run(data: str | Path = DEFAULT_DATA, corpus: str | Path = DEFAULT_CORPUS, modes: tuple[str, ...] = DEFAULT_MODES,
         books: tuple[str, ...] = (), model: str | None = None, window: int = 2048, generate: bool = True,
-        max_tokens: int = 48, out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+        max_tokens: int = 48, out: str | Path | None = None, progress: bool = True, reader: str = "forks"
+        ) -> dict[str, Any]:
     import docstream
 
     bad = [m for m in modes if m not in MODES]
@@ -115,14 +118,14 @@ def run(data: str | Path = DEFAULT_DATA, corpus: str | Path = DEFAULT_CORPUS, mo
         reads[book] = round(time.perf_counter() - t0, 1)
         for mode in modes:
             for q in bqs:
-                cells.append(_cell(doc, q, mode, generate, max_tokens))
+                cells.append(_cell(doc, q, mode, generate, max_tokens, reader))
                 if progress:
                     c = cells[-1]
                     mark = "" if c.get("correct") is None else (" right" if c["correct"] else " wrong")
                     print(f"{q['id']} {mode:9} retrieved={c['retrieved']!s:5} cited={c['cited']!s:5}{mark}",
                           file=sys.stderr)
     res = {"data": str(data), "modes": list(modes), "questions": len(qs), "books": len(by_book),
-           "generate": generate, "model": model or "smollm2-135m", "window": window, "read_seconds": reads,
+           "generate": generate, "reader": reader, "model": model or "smollm2-135m", "window": window, "read_seconds": reads,
            "summary": summarize(cells, modes), "cells": cells}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +145,10 @@ def summarize(cells: list[dict[str, Any]], modes: tuple[str, ...]) -> dict[str, 
                 sel = [v for v in sel if v is not None]
                 key = metric if kind is None else f"{metric}_{kind}"
                 row[key] = round(sum(sel) / len(sel), 3) if sel else None
+        checked = [c for c in mine if c.get("supported") is not None]  # the forks reader's own verdicts
+        row["supported"] = round(sum(c["supported"] for c in checked) / len(checked), 3) if checked else None
+        backed = [c["correct"] for c in checked if c["supported"]]
+        row["correct_when_supported"] = round(sum(backed) / len(backed), 3) if backed else None
         secs = [c["seconds"] for c in mine if "seconds" in c]
         row["seconds"] = round(sum(secs) / len(secs), 2) if secs else None
         out[mode] = row
@@ -158,8 +165,8 @@ def print_report(res: dict[str, Any], as_json: bool = False) -> None:
 
     print(f"{res['questions']} questions over {res['books']} books ({res['model']}, window {res['window']})")
     print(f"{'mode':10} {'retrieval':>9} {'lex':>5} {'para':>5} {'cited':>6} {'correct':>7} {'lex':>5} {'para':>5}"
-          f" {'s/ask':>6}")
+          f" {'s/ask':>6} {'supp':>5} {'right|supp':>10}")
     for mode, r in res["summary"].items():
         print(f"{mode:10} {f(r['retrieved']):>9} {f(r['retrieved_lexical']):>5} {f(r['retrieved_paraphrase']):>5} "
               f"{f(r['cited']):>6} {f(r['correct']):>7} {f(r['correct_lexical']):>5} {f(r['correct_paraphrase']):>5}"
-              f" {f(r['seconds']):>6}")
+              f" {f(r['seconds']):>6} {f(r.get('supported')):>5} {f(r.get('correct_when_supported')):>10}")

@@ -152,12 +152,14 @@ def bench_qa(data: Annotated[Path, typer.Option(help="QA dev set (.jsonl).")] = 
              answer: Annotated[bool, typer.Option(help="Generate answers (--no-answer: retrieval figures only).")]
              = True,
              out: Annotated[Optional[Path], typer.Option(help="Also write every cell to this JSON file.")] = None,
+             reader: Annotated[str, typer.Option(help="docstream's reader: forks (each candidate window read "
+                                                      "alone) or window (one prompt).")] = "forks",
              window: Window = 2048, model: Model = None, json_out: Json = False) -> None:
     """Detail questions over whole novels: retrieval and citation recall, accuracy and latency per mode."""
     from ..bench import qa
 
     res = qa.run(data, corpus, modes=tuple(_csv(modes)), books=tuple(_csv(books)), model=model, window=window,
-                 generate=answer, out=out)
+                 generate=answer, out=out, reader=reader)
     qa.print_report(res, as_json=json_out)
 
 

@@ -6,6 +6,8 @@ Design choices:
 - Chunks are the chunker's fixed sections (`text.chapters.fixed_sections`: cut at the last paragraph break,
   else line break, else space, before `size` characters), so they are the paragraphs a user's splitter would
   make; offsets are exact into the document text.
+- The same index over sentence windows (`sentence_pieces`, ~300 characters) is docstream's sentence-level
+  search: the reader's candidate windows (`ask/answer.py`).
 - The query is the question's searchable words OR-ed (`fts_query`), ranked by FTS5's `bm25()`: the textbook
   baseline, with the same tokenizer and stop words as docstream's own text search.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from ..text.chapters import fixed_sections
 from ..text.load import Document
+from ..text.sentences import sentence_windows
 from .schema import FTS_TOKENIZE
 from .search import fts_query
 
@@ -40,6 +43,12 @@ def plain_chunks(doc: Document, start: int, end: int, size: int = CHUNK_CHARS) -
             lead = len(piece) - len(piece.lstrip())
             out.append(PlainChunk(len(out), a + lead, a + len(piece.rstrip()), piece.strip()))
     return out
+
+
+def sentence_pieces(doc: Document, start: int, end: int, span_chars: int = 300) -> list[PlainChunk]:
+    """`doc.text[start:end]` as consecutive sentence-aligned windows of about `span_chars` (exact offsets)."""
+    return [PlainChunk(i, a, b, doc.text[a:b]) for i, (a, b) in
+            enumerate(sentence_windows(doc.text[start:end], start, span_chars))]
 
 
 class PlainIndex:

@@ -46,6 +46,12 @@ class Reads:
         row = next(self.db.query(self._CHUNK_SQL + " WHERE c.ordinal = ?", [ordinal]), None)
         return IndexedChunk(**row) if row else None
 
+    def chunk_at(self, offset: int) -> IndexedChunk | None:
+        """The chunk holding char `offset` (the last one starting at or before it)."""
+        row = next(self.db.query(self._CHUNK_SQL + " WHERE c.char_start <= ? ORDER BY c.char_start DESC LIMIT 1",
+                                 [offset]), None)
+        return IndexedChunk(**row) if row else None
+
     def notes(self, chapter: int | None = None) -> list[Note]:
         """Notes in document order, joined with chunk spans, chapter title and tags."""
         where, params = ("WHERE c.chapter = ?", [chapter]) if chapter is not None else ("", [])

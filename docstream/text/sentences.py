@@ -1,5 +1,6 @@
 """The one sentence splitter, for every part that cuts text into sentences: decoding (stop after a sentence),
-remote answers, evidence windows, the oracle's neighbours, summary grounding."""
+remote answers, evidence windows (`sentence_windows`: the sentence-level search and the reader's candidates),
+the oracle's neighbours, summary grounding."""
 from __future__ import annotations
 
 import re
@@ -26,3 +27,21 @@ def split_sentences(text: str) -> list[str]:
     """The sentences of `text`, stripped, empty ones dropped."""
     bounds = [0, *sentence_ends(text), len(text)]
     return [t for a, b in zip(bounds, bounds[1:]) if (t := text[a:b].strip())]
+
+
+def sentence_windows(text: str, base: int, span_chars: int) -> list[tuple[int, int]]:
+    """Split text into consecutive sentence-aligned windows of about span_chars; absolute (start, end)."""
+    bounds = [0, *sentence_ends(text), len(text)]
+    out: list[tuple[int, int]] = []
+    a = 0
+    for b in bounds[1:]:
+        if b - a >= span_chars or b == len(text):
+            s, e = a, b
+            while s < e and text[s].isspace():
+                s += 1
+            while e > s and text[e - 1].isspace():
+                e -= 1
+            if e > s:
+                out.append((base + s, base + e))
+            a = b
+    return out

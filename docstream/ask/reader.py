@@ -1,0 +1,104 @@
+"""The reader: one small prompt per evidence window, decoded together, and the answer the evidence supports.
+
+Design choices:
+- Candidates: the `CANDIDATES` (3) best sentence windows (`focus.rank_windows`), each alone in the answer
+  prompt (`prompts/answer.txt` with one passage). A 135M model answers from one window of ~300 characters far
+  better than from several: with the gold sentence and its neighbours it is right about twice as often as
+  with the same sentence among a page of others (`docstream bench qa`, oracle vs docstream rows).
+- The candidates are forks decoded as one batch (one pass over the weights serves every row). Each answer's
+  confidence is its mean token log-probability (`Backend.confidence`; a remote backend has none, and the
+  window rank decides).
+- Support, without a judge: an answer is *supported* by its window when the content words it adds to the
+  question occur there (`added`, matched on crude stems; at least half of them, since a small model embroiders:
+  "Banstead Abbey" from "…nineteenth-century Banstead"). An answer that adds nothing (it echoes the question)
+  is not an answer. The chosen reading is the supported one with the highest confidence.
+- When no reading is supported, the answer says so and gives the best guess as a guess — never as fact.
+- The answer is shown in its evidence: `mark` is the smallest stretch of the window that holds the words the
+  answer added (char offsets in the document), so the CLI can print the sentence with the span marked.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .. import prompts
+from ..backend.base import Backend
+from .focus import Citation, evidence_prompt, terms
+from .retrieve import _same_word
+
+CANDIDATES = 4
+UNSUPPORTED = "The cited passages do not clearly say. Best guess, not found in them: "
+
+
+@dataclass
+class Reading:
+    """One candidate answer, read from one evidence window."""
+
+    text: str
+    citation: Citation
+    confidence: float | None  # mean token log-probability; None from a remote backend
+    added: list[str]  # the content words the answer adds to the question
+    supported: bool  # at least half the added words occur in the window (and at least one does)
+    mark: tuple[int, int] | None  # doc char span of the added words inside the window
+
+
+def added_words(answer: str, question: str) -> list[str]:
+    """The content words of `answer` that the question does not already hold (in answer order, once)."""
+    q = terms(question)
+    out: list[str] = []
+    for w in terms(answer):
+        if w not in out and not any(_same_word(w, x) for x in q):
+            out.append(w)
+    return out
+
+
+def support(answer: str, question: str, citation: Citation) -> tuple[list[str], bool, tuple[int, int] | None]:
+    """(added words, supported, mark): is the answer's new information in the cited window, and where."""
+    added = added_words(answer, question)
+    found: list[tuple[int, int]] = []
+    missing = 0
+    words = [(m.start(), m.end(), m.group().lower()) for m in re.finditer(r"[A-Za-z0-9]+(?:'[a-z]+)?",
+                                                                        citation.quote)]
+    for w in added:
+        hits = [(a, b) for a, b, x in words if _same_word(w, x)]
+        if hits:
+            found.append(hits[0])
+        else:
+            missing += 1
+    supported = bool(found) and missing <= len(found)  # most of what it adds is there ("Banstead Abbey")
+    if not found:
+        return added, supported, None
+    a, b = min(s for s, _ in found), max(e for _, e in found)
+    base = citation.char_start
+    return added, supported, (base + a, base + b)
+
+
+def read(engine: Backend, doc: Any, question: str, citations: list[Citation], max_tokens: int,
+         stop: tuple[str, ...]) -> list[Reading]:
+    """Every candidate window read alone, decoded as one batch; readings in the order of `citations`."""
+    system = prompts.get("system").render()
+    forks = [engine.prompt_fork(system, evidence_prompt(doc, question, [c], labels=False), max_tokens, stop) for c in citations]
+    texts = engine.decode(forks)
+    out = []
+    for text, conf, c in zip(texts, engine.confidence(forks), citations, strict=True):
+        added, ok, mark = support(text, question, c)
+        out.append(Reading(text=text, citation=c, confidence=conf, added=added, supported=ok, mark=mark))
+    return out
+
+
+def choose(readings: list[Reading]) -> Reading:
+    """The supported reading with the highest confidence; else the most confident one (unsupported)."""
+    assert readings, "no reading to choose from"
+
+    def key(i_r: tuple[int, Reading]) -> tuple[bool, float]:
+        i, r = i_r
+        return (r.supported, r.confidence if r.confidence is not None else -float(i))
+
+    return max(enumerate(readings), key=key)[1]
+
+
+def phrase(r: Reading) -> str:
+    """The answer as shown: the model's words when the evidence supports them, else marked as a guess."""
+    text = " ".join(r.text.split())
+    return text if r.supported else UNSUPPORTED + (text or "(no answer)")
