@@ -1,4 +1,4 @@
-"""Text, Markdown and JSON renderings of a document's summaries (shared by the CLI and the API)."""
+"""Text, Markdown and JSON renderings of a document's summaries and of citations (shared by the CLI and the API)."""
 from __future__ import annotations
 
 import json
@@ -41,3 +41,24 @@ def render_summary(doc: Any, level: str, fmt: str, length: str = "medium", words
     if level == "chapter":
         return "\n".join(f"{title}: {s.text}" for title, s in doc.summary("chapter"))
     return "\n".join(f"#{n.chunk + 1} [{n.chapter_title}] {n.gist}" for n in doc.summary("chunk"))
+
+
+def citation_line(i: int, c: Any, mark: tuple[int, int] | None = None, width: int = 240) -> str:
+    """`  [i] chapter — where; lines a-b, chars s-e: "quote"`, the quote cut to about `width` characters around
+    the answer's span `mark` (doc offsets inside the quote), which is shown as «span»."""
+    s, e = c.char_start, c.char_end
+    text = c.quote
+    if mark and s <= mark[0] < mark[1] <= e:
+        a, b = mark[0] - s, mark[1] - s
+        text = f"{text[:a]}\u00ab{text[a:b]}\u00bb{text[b:]}"
+        centre = a
+    else:
+        centre = 0
+    quote = " ".join(text.split())
+    if len(quote) > width:
+        at = quote.find("\u00ab") if mark else 0
+        lo = max(0, min(at - width // 3, len(quote) - width)) if centre else 0
+        quote = ("..." if lo else "") + quote[lo:lo + width - 3].strip() + "..."
+    where = f"{c.where}; " if c.where else ""
+    return f"  [{i}] {c.chapter} — {where}lines {c.line_start}-{c.line_end}, chars {s}-{e}: \"{quote}\""
+

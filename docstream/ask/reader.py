@@ -53,25 +53,26 @@ def added_words(answer: str, question: str) -> list[str]:
     return out
 
 
-def support(answer: str, question: str, citation: Citation) -> tuple[list[str], bool, tuple[int, int] | None]:
-    """(added words, supported, mark): is the answer's new information in the cited window, and where."""
+def support(answer: str, question: str, citation: Citation, reach: int = 40
+            ) -> tuple[list[str], bool, tuple[int, int] | None]:
+    """(added words, supported, mark): is the answer's new information in the cited window, and where. The
+    mark is the tightest cluster of added words (within `reach` characters of one of them)."""
     added = added_words(answer, question)
-    found: list[tuple[int, int]] = []
-    missing = 0
     words = [(m.start(), m.end(), m.group().lower()) for m in re.finditer(r"[A-Za-z0-9]+(?:'[a-z]+)?",
                                                                         citation.quote)]
-    for w in added:
-        hits = [(a, b) for a, b, x in words if _same_word(w, x)]
-        if hits:
-            found.append(hits[0])
-        else:
-            missing += 1
-    supported = bool(found) and missing <= len(found)  # most of what it adds is there ("Banstead Abbey")
-    if not found:
+    hits = {w: [(a, b) for a, b, x in words if _same_word(w, x)] for w in added}
+    found = sum(1 for w in added if hits[w])
+    supported = found > 0 and found * 2 >= len(added)  # most of what it adds is there ("Banstead Abbey")
+    best: list[tuple[int, int]] = []
+    for a, b in (h for hs in hits.values() for h in hs):  # each hit as an anchor: the added words near it
+        near = [min(hs, key=lambda h: abs(h[0] - a)) for hs in hits.values() if hs]
+        near = [h for h in near if abs(h[0] - a) <= reach]
+        if len(near) > len(best):
+            best = near
+    if not best:
         return added, supported, None
-    a, b = min(s for s, _ in found), max(e for _, e in found)
     base = citation.char_start
-    return added, supported, (base + a, base + b)
+    return added, supported, (base + min(s for s, _ in best), base + max(e for _, e in best))
 
 
 def read(engine: Backend, doc: Any, question: str, citations: list[Citation], max_tokens: int,

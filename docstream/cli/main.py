@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import DocstreamError
+from ..render import citation_line
 from .bench import bench_app
 from .options import (
     ApiKey,
@@ -79,11 +80,7 @@ def _print_answer(doc: Any, question: str, mode: str, json_out: bool, max_tokens
             sys.stdout.flush()
         typer.echo("")
         for i, c in enumerate(ans.citations, 1):
-            quote = " ".join(c.quote.split())
-            quote = quote if len(quote) <= 240 else quote[:237] + "..."
-            where = f"{c.where}; " if c.where else ""
-            typer.echo(f"  [{i}] {c.chapter} — {where}lines {c.line_start}-{c.line_end}, chars {c.char_start}-"
-                       f"{c.char_end}: \"{quote}\"")
+            typer.echo(citation_line(i, c, ans.mark if i == 1 else None))
         return ans.to_dict()
     return doc.ask(question, mode=mode, max_tokens=max_tokens, wait=wait).to_dict()
 

@@ -1,0 +1,101 @@
+"""The forks reader: each candidate window read alone, the answer its evidence supports, the span marked — and an
+answer the evidence does not hold said to be a guess."""
+from pathlib import Path
+
+import pytest
+import torch
+
+import docstream
+from docstream.ask.focus import Citation
+from docstream.ask.reader import UNSUPPORTED, Reading, added_words, choose, phrase, support
+from docstream.backend.local import Engine
+from docstream.render import citation_line
+
+REPO = Path(__file__).resolve().parents[1]
+SENTENCE = "Further in the gallery was the huge skeleton barrel of a Brontosaurus. My museum hypothesis was confirmed."
+QUESTION = "Whose huge skeleton barrel lay further in the gallery of the Palace of Green Porcelain?"
+
+
+def window(quote: str = SENTENCE, start: int = 1000) -> Citation:
+    return Citation(chunk=3, chapter="XI. The Palace of Green Porcelain", char_start=start,
+                    char_end=start + len(quote), line_start=10, line_end=11, quote=quote)
+
+
+def test_added_words_leave_out_what_the_question_already_says():
+    answer = "The huge skeleton barrel of a Brontosaurus was in the gallery."
+    assert added_words(answer, QUESTION) == ["brontosaurus"]
+    assert added_words("The huge skeleton barrel lay in the gallery.", QUESTION) == []  # an echo adds nothing
+
+
+def test_support_marks_the_answer_inside_its_window():
+    c = window()
+    added, ok, mark = support("A Brontosaurus, whose skeleton was confirmed.", QUESTION, c)
+    assert ok and "brontosaurus" in added
+    assert mark is not None and SENTENCE[mark[0] - c.char_start:mark[1] - c.char_start].startswith("Brontosaurus")
+    # Words the window does not hold are not supported; an echo of the question is not an answer.
+    assert not support("A Tyrannosaurus from Cretaceous rocks.", QUESTION, c)[1]
+    assert not support("The huge skeleton barrel lay further in the gallery.", QUESTION, c)[1]
+    # A small model embroiders: most of what it adds must be there, not all of it.
+    assert support("nineteenth-century Banstead Abbey", "Which place?", window("in the direction of "
+                                                                               "nineteenth-century Banstead"))[1]
+
+
+def test_choose_prefers_a_supported_answer_to_a_more_confident_guess():
+    c = window()
+    guess = Reading("A whale.", c, -0.1, ["whale"], False, None)
+    backed = Reading("A Brontosaurus.", c, -0.9, ["brontosaurus"], True, (1050, 1062))
+    assert choose([guess, backed]) is backed
+    assert choose([guess, Reading("A cat.", c, -0.5, ["cat"], False, None)]) is guess
+    # A remote backend has no confidence: the window rank decides.
+    first, second = (Reading(t, c, None, ["x"], True, None) for t in ("one", "two"))
+    assert choose([first, second]) is first
+    assert phrase(guess) == UNSUPPORTED + "A whale." and phrase(backed) == "A Brontosaurus."
+
+
+def test_citation_line_shows_the_marked_span_even_when_the_quote_is_cut():
+    quote = "x " * 200 + SENTENCE
+    c = window(quote)
+    at = c.char_start + quote.index("Brontosaurus")
+    line = citation_line(1, c, (at, at + len("Brontosaurus")))
+    assert "«Brontosaurus»" in line and line.startswith("  [1] XI. The Palace of Green Porcelain — lines 10-11")
+    assert len(line) < 400 and "«" not in citation_line(2, c)
+
+
+def test_copy_decoding_emits_only_the_evidence_tokens_and_scores_itself(tiny_lm):
+    engine = Engine(tiny_lm)
+    evidence = "The bottle was marked DRINK ME in large letters."
+    free = engine.prompt_fork("system", "What was on the bottle?", 12)
+    copy = engine.prompt_fork("system", "What was on the bottle?", 12, allow=evidence)
+    texts = engine.decode([free, copy])
+    allowed = set(copy.allow.tolist())
+    ids = engine.encode(texts[1])
+    assert ids and set(ids) <= allowed  # the random model still only copies
+    assert len(allowed) < 100 < tiny_lm.model.config.vocab_size
+    for f in (free, copy):  # the mean log-probability of what was emitted, before any masking
+        assert f.confidence is not None and f.confidence <= 0.0
+    assert engine.confidence([free, copy]) == [free.confidence, copy.confidence]
+    assert torch.equal(copy.allow, engine._copyable(evidence))
+
+
+@pytest.fixture(scope="module")
+def time_machine(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tm")
+    p = d / "time-machine.txt"
+    p.write_bytes((REPO / "samples" / "time-machine.txt").read_bytes())
+    return p
+
+
+def test_the_embedded_model_finds_reads_and_marks_a_detail(home, time_machine):
+    """The real model on a real novel, from the text index alone (no read): the sentence-level search finds the
+    sentence, the reader's answer is supported by it, and the answer's span is marked in it."""
+    doc = docstream.open(time_machine)
+    ans = doc.ask(QUESTION, wait=False)
+    assert ans.first and ans.supported, ans.to_dict()
+    assert "brontosaurus" in ans.answer.lower()
+    top = ans.citations[0]
+    assert "Brontosaurus" in top.quote and doc.source.text[top.char_start:top.char_end] == top.quote
+    assert ans.mark and doc.source.text[ans.mark[0]:ans.mark[1]] == "Brontosaurus"
+    d = ans.to_dict()
+    assert len(d["readings"]) == len(ans.citations) >= 2
+    assert any(r["supported"] for r in d["readings"]) and d["mark"] == list(ans.mark)
+
