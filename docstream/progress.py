@@ -37,6 +37,8 @@ def consume(events: Iterator[Any], progress: bool = False, label: str = "") -> t
                 bar.update(task, completed=ev.chunk, rate=ev.tokens_per_s, chapter=ev.chapter[:40])
             elif ev.kind in ("chapter", "book"):
                 bar.update(task, chapter=f"summarizing {ev.chapter[:30] or 'the book'}")
+            elif ev.kind == "windows":
+                bar.update(task, chapter=ev.chapter)
             elif ev.kind == "done":
                 bar.update(task, completed=ev.total, chapter="done")
     return last, tokens

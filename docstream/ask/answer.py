@@ -104,11 +104,11 @@ def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens
     if reader == "window":
         spans = [(p.chunk, p.chapter_title, s, e)
                  for p, s, e in focus(doc.text, r.passages, question, evidence_tokens, engine.count)]
-    else:  # the sentence-level search and the best windows of the fused passages, taken in turn
+    else:  # sentence windows by words, by meaning, and from the fused passages, taken in turn
         found = [(c.start, c.end) for c in plain_index(doc, "sentences").top(question, CANDIDATES)]
         ranked = [(s, e) for _, s, e in rank_windows(doc.text, r.passages, question)]
         spans = []
-        for s, e in interleave(found, ranked, CANDIDATES):
+        for s, e in interleave([found, nearest(index, question, CANDIDATES), ranked], CANDIDATES):
             ch = index.chunk_at(s)
             spans.append((ch.ordinal if ch else -1, ch.chapter_title if ch else "", s, e))
         retrieved += [{"chunk": c, "chapter": t, "rank": None, "sentences": True, "char_start": s, "char_end": e}
@@ -117,14 +117,26 @@ def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens
     return citations, retrieved, (time.perf_counter() - t0) * 1000
 
 
-def interleave(a: list[tuple[int, int]], b: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
-    """Up to `n` spans taken from `a` and `b` in turn, best first, leaving out any that overlaps one taken."""
+def interleave(lists: list[list[tuple[int, int]]], n: int) -> list[tuple[int, int]]:
+    """Up to `n` spans taken from each list in turn, best first, leaving out any that overlaps one taken."""
     out: list[tuple[int, int]] = []
-    for pair in zip_longest(a, b):
-        for sp in pair:
+    for row in zip_longest(*lists):
+        for sp in row:
             if sp and len(out) < n and all(sp[1] <= s or sp[0] >= e for s, e in out):
                 out.append(sp)
     return out
+
+
+def nearest(index: Any, question: str, k: int) -> list[tuple[int, int]]:
+    """The `k` embedded sentence windows nearest the question in meaning ([] when the index has none or the
+    embedding model is not installed: `index/dense.py`)."""
+    from ..index import dense
+
+    embed = dense.embedder() if index.window_count() else None
+    if embed is None:
+        return []
+    spans, blobs = index.windows()
+    return [spans[i] for i in dense.top(embed.encode([question])[0], dense.unpack(blobs), k)]
 
 
 def answer(doc: Any, index: Any, engine: Backend, question: str, settings: Any, mode: str = "docstream",

@@ -4,9 +4,10 @@ Design choices:
 - The dev set (`samples/qa/dev.jsonl`): one fact stated once, between 15 % and 85 % of a novel, with its gold
   answer strings and the exact char span of its sentence; `kind` is `lexical` (shares the sentence's words) or
   `paraphrase` (shares none but names). `tests/test_qa_data.py` checks every span against the text.
-- Modes, per question: `docstream` (the index: notes, tags, fused retrieval, focused sentences), `rag` (plain
-  BM25 over ~2000-character chunks, top 5: the baseline a user would build), `oracle` (the gold sentence and
-  its neighbours as the only evidence: the reader's ceiling), `truncate` (the first window) and `stream`
+- Modes, per question: `docstream` (the index: sentence-level search plus fused passages, read by `--reader`:
+  `forks` (default) or `window`), `rag` (plain BM25 over ~2000-character chunks, top 5, one prompt: the
+  baseline a user would build), `oracle` (the gold sentence and its neighbours as the only evidence, through
+  the same reader: the reader's ceiling), `truncate` (the first window) and `stream`
   (bare StreamingLLM: the whole book through the sink cache, then the question — slow: once per question).
 - Figures need no judge. Retrieval recall: the gold sentence lies inside the evidence the mode retrieved
   (at least half its characters in one retrieved span; docstream: its passages before focusing). Citation
@@ -68,15 +69,20 @@ def _cell(doc: Any, q: dict[str, Any], mode: str, generate: bool, max_tokens: in
     from .. import prompts
     from ..ask.answer import STOP
     from ..ask.baselines import oracle_prompt
+    from ..ask.reader import choose, phrase, read
 
     s, e = q["char_start"], q["char_end"]
     assert doc.source.text[s:e] == q["evidence"], f"{q['id']}: the gold span does not match the book"
     t0 = time.perf_counter()
-    if mode == "oracle":
+    if mode == "oracle":  # the gold window through docstream's own reader: its ceiling
         user, cites = oracle_prompt(doc.source, q["question"], s, e)
-        retrieved = [(c.char_start, c.char_end) for c in cites]
-        text = doc.engine.complete_text(prompts.get("system").render(), user, max_tokens, stop=STOP) if generate else ""
-        citations, supported = retrieved, None
+        retrieved = citations = [(c.char_start, c.char_end) for c in cites]
+        text, supported = "", None
+        if generate and reader == "forks":
+            best = choose(read(doc.engine, doc.source, q["question"], cites, max_tokens, STOP))
+            text, supported = phrase(best), best.supported
+        elif generate:
+            text = doc.engine.complete_text(prompts.get("system").render(), user, max_tokens, stop=STOP)
     elif mode in ("stream", "truncate") and not generate:
         return {"id": q["id"], "mode": mode, "kind": q["kind"], "retrieved": False, "cited": False}
     else:

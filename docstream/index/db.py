@@ -280,6 +280,14 @@ class Index(Reads):
                 "line_end = coalesce(excluded.line_end, line_end)", rows)
             self._fill_chapters(conn)
 
+    def add_windows(self, spans: list[tuple[int, int]], vecs: list[bytes]) -> None:
+        """Store the sentence windows and their packed embeddings (`index/dense.py`) in one transaction."""
+        assert len(spans) == len(vecs), (len(spans), len(vecs))
+        with self._write() as conn:
+            conn.execute("DELETE FROM windows")
+            conn.executemany("INSERT INTO windows (ordinal, char_start, char_end, vec) VALUES (?, ?, ?, ?)",
+                             [(i, a, b, v) for i, ((a, b), v) in enumerate(zip(spans, vecs))])
+
     def add_chunks(self, chunks: Iterable[Any]) -> None:
         """Insert chunks in one transaction; re-adding identical chunks changes nothing.
 

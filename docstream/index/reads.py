@@ -94,6 +94,14 @@ class Reads:
         found = self.summaries(level, chapter)
         return max(found, key=lambda s: (s.chunk_end, s.id)) if found else None
 
+    def window_count(self) -> int:
+        return self.db.conn.execute("SELECT count(*) FROM windows").fetchone()[0]
+
+    def windows(self) -> tuple[list[tuple[int, int]], list[bytes]]:
+        """The embedded sentence windows: their (char_start, char_end) and packed vectors, in order."""
+        rows = self.db.conn.execute("SELECT char_start, char_end, vec FROM windows ORDER BY ordinal").fetchall()
+        return [(a, b) for a, b, _ in rows], [v for *_, v in rows]
+
     def counts(self) -> dict[str, int]:
         return {t: self.db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                 for t in ("chapters", "chunks", "notes", "tags", "chunk_tags", "summaries")}

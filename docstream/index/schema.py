@@ -11,6 +11,8 @@ Design choices:
   m002 on, which also records m001), so `docstream doctor --index FILE` can say what a file went through.
 - m003 adds `method` to `summaries` and `notes`: "model" (the model's own sentences, kept by the content gate)
   or "extractive" (the gate replaced a vacuous line by a sentence of the book); rows of older files are "model".
+- m004 adds `windows`: the ~300-character sentence windows of the body with their embedding (`vec`, float16,
+  `index/dense.py`), filled at the end of a read (or at the first question of an older index).
 """
 from __future__ import annotations
 
@@ -124,6 +126,12 @@ def m003_summary_method(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE notes ADD COLUMN method TEXT NOT NULL DEFAULT 'model'")
 
 
+def m004_windows(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE windows (
+        ordinal INTEGER PRIMARY KEY, char_start INTEGER NOT NULL, char_end INTEGER NOT NULL,
+        vec BLOB NOT NULL, CHECK (char_end > char_start))""")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_migrations_table,
-                                                             m003_summary_method]
+                                                             m003_summary_method, m004_windows]
 SCHEMA_VERSION = len(MIGRATIONS)

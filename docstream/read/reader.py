@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import prompts, summarize
+from ..index.dense import embed_windows
 from ..summarize import content
 from ..backend.base import Backend
 from ..settings import ReadSettings
@@ -60,7 +61,7 @@ POOL = 2  # forks waiting per decode row: a row whose note ended takes the next 
 NOTE_KEY_WORDS = 25  # an extractive note (the chunk's key sentence) is cut to about this many words
 @dataclass
 class ReadEvent:
-    """A progress event; `kind` is start | chunk | summary | chapter | book | done."""
+    """A progress event; `kind` is start | chunk | summary | chapter | book | windows | done."""
 
     kind: str
     chunk: int = 0
@@ -331,9 +332,11 @@ def drive(readers: list[Reader], engine: Backend, batch: int = 16, until_one_don
 
 
 def finish(reader: Reader) -> Iterator[ReadEvent]:
-    """Missing chapter summaries (after a resume), the book summary, status done."""
+    """Missing chapter summaries (after a resume), the book summary, the sentence embeddings, status done."""
     r = reader
     for kind, title, text in summarize.build_hierarchy(r.index, r.engine, r.doc, r.titles, r.settings):
         yield r.event(kind, r.total, title, text)
+    yield r.event("windows", r.total, "embedding sentences")
+    embed_windows(r.doc, r.index)
     r.index.set_status("done")
     yield r.event("done", r.total)

