@@ -1,15 +1,23 @@
-"""Answering: retrieve evidence from the index, put it back into the window, generate, cite exact spans.
+"""Answering: find evidence sentences, read each alone, keep the answer the evidence supports, cite exact spans.
 
 Design choices:
-- Evidence: retrieved chunks (`retrieve.py`) focused to their best sentences (`focus.py`), cited exactly.
-- The window at answer time: [the question first | ~256 tokens of focused evidence in document order | the
-  question again]. Prompt text lives in `prompts/answer.txt`. Summaries are left out: on the QA dev set
-  (`docstream bench qa`) a smaller window of sentences answered more questions than pages plus summaries.
+- Evidence is sentence windows (~300 characters, exact offsets), found three ways and taken in turn
+  (`interleave`): BM25 over all the body's windows (`baselines.plain_index(doc, "sentences")`), the windows
+  nearest the question in meaning (`nearest`: embeddings stored at the end of the read, `index/dense.py`),
+  and the best windows of the passages fused from chunk text, gists and rare words (`retrieve.py`,
+  `focus.rank_windows`). On the QA dev set, window-level BM25 holds the gold sentence in its top 3 for every
+  lexical question; meaning finds paraphrased ones that share no word.
+- The reader (`reader.py`, default `forks`): each candidate window alone in the answer prompt, all decoded
+  as one batch; the answer kept is the most confident one whose new words are in its window, else it is
+  shown as a guess. Its window becomes citation [1], with the answer's span (`Answer.mark`).
+- `reader="window"`: the earlier path — ~256 tokens of focused windows in document order in one prompt
+  (`prompts/answer.txt`), streamed token by token. Summaries stay out of every answer window: on the dev set
+  they cost answers.
 - An `Answer` is its own stream of deltas: evidence and citations are found first, the text is generated as
-  it is iterated (as `llm`'s `Response`), so the CLI prints tokens as they come and then the citations.
-- Baselines: `rag` is plain BM25 over ~2000-character chunks (`baselines.py`, no read needed); `stream`
-  feeds the whole document through a bare sink cache and asks at the end (what plain StreamingLLM remembers);
-  `truncate` keeps only the first window of the document.
+  it is iterated (as `llm`'s `Response`), so the CLI prints as it comes and then the citations.
+- Baselines: `rag` is plain BM25 over ~2000-character chunks in one prompt (`baselines.py`, no read needed);
+  `stream` feeds the whole document through a bare sink cache and asks at the end (what plain StreamingLLM
+  remembers); `truncate` keeps only the first window of the document.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The reader: one small prompt per evidence window, decoded together, and the answer the evidence supports.
 
 Design choices:
-- Candidates: the `CANDIDATES` (3) best sentence windows (`focus.rank_windows`), each alone in the answer
+- Candidates: `CANDIDATES` (5) sentence windows (found by `answer.gather`), each alone in the answer
   prompt (`prompts/answer.txt` with one passage). A 135M model answers from one window of ~300 characters far
   better than from several: with the gold sentence and its neighbours it is right about twice as often as
   with the same sentence among a page of others (`docstream bench qa`, oracle vs docstream rows).
@@ -27,7 +27,7 @@ from ..backend.base import Backend
 from .focus import Citation, evidence_prompt, terms
 from .retrieve import _same_word
 
-CANDIDATES = 4
+CANDIDATES = 5
 UNSUPPORTED = "The cited passages do not clearly say. Best guess, not found in them: "
 
 
