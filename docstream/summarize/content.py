@@ -46,9 +46,11 @@ META = (
     "plays a crucial role", "plays a significant role", "plays a key role", "plays an important role",
     "the chapter is", "this chapter is", "the chapter describes", "the story describes", "the story is about",
     "the novel", "literary", "structure", "writing", "descriptive", "detail-oriented", "in detail",
-    "next passage", "previous passage", "a story about", "a story of",
+    "next passage", "previous passage", "a story about", "a story of", "factual note", "this summary",
+    "the original text", "the document", "stop reading",
 )
-_META = re.compile(r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in META) + r")\b", re.I)
+_META = re.compile(r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in META) + r"|about\s+\d+\s+words)\b",
+                   re.I)  # and the length asked for, echoed: "in about 120 words"
 FRAME = frozenset("chapter chapters story book passage part beginning middle end then finally later".split())
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 _QUOTES = "\"'“”‘’`"

@@ -2,7 +2,8 @@
 
 Design choices:
 - `grounded()` keeps the sentences whose capitalised words (a name, a place) all occur in the source; it drops
-  repeats, list lead-ins and markers (a summary is prose) and sentences about the text instead of the story.
+  repeats, list lead-ins and markers (a summary is prose), loops, and sentences about the text instead of the
+  story (`content.META`, the one maintained list of such phrases: the gate of chapter lines uses it too).
 - When nothing survives, the source sentences themselves stand in (`fallback`), grounded too when that leaves
   anything: an extractive line beats an invented one.
 - The one sentence splitter (`text.sentences`, which does not split after Mr./Mrs./Dr.) and one repeat key
@@ -17,12 +18,11 @@ from dataclasses import dataclass
 from ..backend.base import Backend
 from ..read.tags import join_lead
 from ..text.sentences import split_sentences
+from .content import loops, meta_phrase
 
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
 _NUMBERED = re.compile(r"(?:^|(?<=[:.!?]\s))\d{1,2}[.)]\s+(?=\S)")  # "1. " opening a list item
 _BULLET = re.compile(r"(?:^|\s)[-•*]\s+(?=\S)")  # "- " items, once the text has a bulleted list
-_META = re.compile(r"\b(?:(?:the|this) passage|factual note|(?:the|this) summary|the (?:original )?text|"
-                   r"the document|stop reading|(?:in )?about \d+ words)\b", re.I)
 
 
 def _sentence_key(sent: str) -> str:
@@ -41,7 +41,7 @@ def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
         flat = _BULLET.sub("\n", flat)
     for sent in (s.strip() for line in flat.split("\n") for s in split_sentences(line)):
         key = _sentence_key(sent)
-        if not key or key in seen or sent.endswith(":") or _META.search(sent):
+        if not key or key in seen or sent.endswith(":") or meta_phrase(sent) or loops(sent):
             continue
         if any(w not in source for w in _CAP.findall(sent)):
             continue
