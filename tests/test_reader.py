@@ -40,16 +40,16 @@ def test_support_marks_the_answer_inside_its_window():
                                                                                "nineteenth-century Banstead"))[1]
 
 
-def test_choose_prefers_a_supported_answer_to_a_more_confident_guess():
+def test_choose_takes_the_first_supported_answer_in_retrieval_order():
     c = window()
     guess = Reading("A whale.", c, -0.1, ["whale"], False, None)
     backed = Reading("A Brontosaurus.", c, -0.9, ["brontosaurus"], True, (1050, 1062))
-    assert choose([guess, backed]) is backed
+    later = Reading("A Megatherium.", c, -0.2, ["megatherium"], True, None)
+    assert choose([guess, backed, later]) is backed  # not the more confident guess, nor a later one
     assert choose([guess, Reading("A cat.", c, -0.5, ["cat"], False, None)]) is guess
-    # A remote backend has no confidence: the window rank decides.
-    first, second = (Reading(t, c, None, ["x"], True, None) for t in ("one", "two"))
-    assert choose([first, second]) is first
     assert phrase(guess) == UNSUPPORTED + "A whale." and phrase(backed) == "A Brontosaurus."
+    # Talk about the text is not an answer, whatever words it copies.
+    assert not support("The passage mentions a Brontosaurus.", QUESTION, c)[1]
 
 
 def test_citation_line_shows_the_marked_span_even_when_the_quote_is_cut():

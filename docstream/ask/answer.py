@@ -8,8 +8,7 @@ Design choices:
   `focus.rank_windows`). On the QA dev set, window-level BM25 holds the gold sentence in its top 3 for every
   lexical question; meaning finds paraphrased ones that share no word.
 - The reader (`reader.py`, default `forks`): each candidate window alone in the answer prompt, all decoded
-  as one batch; the answer kept is the most confident one whose new words are in its window, else it is
-  shown as a guess. Its window becomes citation [1], with the answer's span (`Answer.mark`).
+  as one batch; the answer kept is the first whose new words are in its window, else it is shown as a guess. Its window becomes citation [1], with the answer's span (`Answer.mark`).
 - `reader="window"`: the earlier path — ~256 tokens of focused windows in document order in one prompt
   (`prompts/answer.txt`), streamed token by token. Summaries stay out of every answer window: on the dev set
   they cost answers.
