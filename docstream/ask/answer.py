@@ -40,6 +40,7 @@ STOP = ("<|im_end|>", "\n\n", "<|endoftext|>")
 PASSAGE_TOKENS = 2560  # retrieved chunks (about five) that the evidence sentences are chosen from
 NO_EVIDENCE = ("No passage of the text matches the question's words, so there is nothing to answer from — try "
                "other words (`docstream search FILE WORDS` shows what the text holds).")
+READ_TOKENS = 40  # a candidate's answer: a short sentence (the batch decodes until its longest row stops)
 EVIDENCE_TOKENS = 256  # a few focused sentences: on the dev set 640 tokens of evidence answered fewer questions
 
 
@@ -188,7 +189,7 @@ def _lazy(make: Any) -> Iterator[str]:
 def _read(doc: Any, engine: Backend, ans: Answer, max_tokens: int) -> str:
     """The `forks` reader (`reader.py`): every candidate window read alone, the supported answer chosen; its
     window becomes the first citation, with the answer's span in it (`mark`)."""
-    readings = read(engine, doc, ans.question, ans.citations, max_tokens, STOP)
+    readings = read(engine, doc, ans.question, ans.citations, min(max_tokens, READ_TOKENS), STOP)
     best = choose(readings)
     ans.supported, ans.mark = best.supported, best.mark
     ans.citations = [best.citation, *(c for c in ans.citations if c is not best.citation)]
