@@ -3,7 +3,6 @@ answer the evidence does not hold said to be a guess."""
 from pathlib import Path
 
 import pytest
-import torch
 
 import docstream
 from docstream.ask.focus import Citation
@@ -61,20 +60,14 @@ def test_citation_line_shows_the_marked_span_even_when_the_quote_is_cut():
     assert len(line) < 400 and "«" not in citation_line(2, c)
 
 
-def test_copy_decoding_emits_only_the_evidence_tokens_and_scores_itself(tiny_lm):
+def test_decoded_forks_report_their_confidence(tiny_lm):
     engine = Engine(tiny_lm)
-    evidence = "The bottle was marked DRINK ME in large letters."
-    free = engine.prompt_fork("system", "What was on the bottle?", 12)
-    copy = engine.prompt_fork("system", "What was on the bottle?", 12, allow=evidence)
-    texts = engine.decode([free, copy])
-    allowed = set(copy.allow.tolist())
-    ids = engine.encode(texts[1])
-    assert ids and set(ids) <= allowed  # the random model still only copies
-    assert len(allowed) < 100 < tiny_lm.model.config.vocab_size
-    for f in (free, copy):  # the mean log-probability of what was emitted, before any masking
-        assert f.confidence is not None and f.confidence <= 0.0
-    assert engine.confidence([free, copy]) == [free.confidence, copy.confidence]
-    assert torch.equal(copy.allow, engine._copyable(evidence))
+    forks = [engine.prompt_fork("system", q, 12) for q in ("What was on the bottle?", "Who is Alice?")]
+    assert engine.confidence(forks) == [None, None]  # nothing decoded yet
+    texts = engine.decode(forks)
+    for f, t in zip(forks, texts):  # the mean log-probability of what was emitted
+        assert 0 < f.scored <= 12 and t and f.confidence <= 0.0
+    assert engine.confidence(forks) == [f.confidence for f in forks]
 
 
 @pytest.fixture(scope="module")

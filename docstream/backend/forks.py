@@ -15,9 +15,8 @@ Design choices:
 - A row that finishes (EOS, stop string, its own max tokens) takes the next waiting fork when there is one
   (continuous batching: the fork's KV is written right-aligned at the current column, with its own mask and
   positions), else leaves the batch at once (`select`), so long rows do not drag finished ones along.
-- Copy decoding: a fork's `allow` restricts its row to the tokens of a text (the answer is then made of the
-  evidence's own words); each row sums the log-probability of what it emits under the unmasked distribution,
-  so `Fork.confidence` is the model's own belief in its answer.
+- Each row sums the log-probability of what it emits (before the repeat block), so `Fork.confidence` is the
+  model's own belief in its answer.
 - Greedy decoding with the same n-gram repeat block as `generate()`, so a batched note equals the note an
   aside would have written (up to float rounding in the padded attention). A fork may also carry n-grams of
   other texts to avoid (`Fork.avoid`): a note must not copy earlier notes or the pinned summary. Forks that
@@ -50,8 +49,7 @@ class Fork:
     stop: tuple[str, ...] = ()
     sentence: bool = False  # stop after the first complete sentence
     avoid: dict[tuple[int, ...], set[int]] | None = None  # n-grams of other texts not to repeat (`ngram_index`)
-    allow: torch.Tensor | None = None  # token ids the row may emit (copy decoding); None: any
-    logprob: float = 0.0  # sum of the log-probabilities of the tokens decoded, before `allow` masked any
+    logprob: float = 0.0  # sum of the log-probabilities of the tokens decoded
     scored: int = 0  # tokens in `logprob`
 
     @property
@@ -165,10 +163,7 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
         """Pick fork i's next token; returns it when the row goes on (it must be fed), else None."""
         nonlocal generated
         f = forks[i]
-        x = block_repeats(logits, detoks[i].ids, no_repeat_ngram, f.avoid)
-        if f.allow is not None:
-            x = torch.full_like(x, float("-inf")).index_copy_(-1, f.allow, x.index_select(-1, f.allow))
-        tid = int(x.argmax(-1))
+        tid = int(block_repeats(logits, detoks[i].ids, no_repeat_ngram, f.avoid).argmax(-1))
         if tid in eos or len(detoks[i].ids) >= f.max_new_tokens:
             return None
         f.logprob += float(torch.log_softmax(logits, -1)[tid])

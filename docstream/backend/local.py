@@ -16,7 +16,6 @@ Design choices:
 """
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -104,30 +103,13 @@ class Engine:
         return "".join(self.complete(system, user, max_new_tokens, stop, prefill)).strip()
 
     def prompt_fork(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = (),
-                    prefill: str = "", allow: str = "") -> Any:
-        """A completion to decode later with `decode` (batched with others). `allow`: a text whose tokens are
-        the only ones the completion may use (copy decoding), with end-of-text and line ends."""
+                    prefill: str = "") -> Any:
+        """A completion to decode later with `decode` (batched with others)."""
         from .forks import prompt_fork
 
         ids = self.encode(self.layout.render(system, user) + prefill)
         with self.timed("prompt_fork"):
-            f = prompt_fork(self.lm.model, ids, max_new_tokens, stop)
-        if allow:
-            f.allow = self._copyable(allow)
-        return f
-
-    def _copyable(self, text: str) -> Any:
-        """The token ids that spell the words of `text` as they stand, after a space, at a line start, or
-        capitalized (an answer's first word), plus end-of-text and the line end. (n,) int64."""
-        import torch
-
-        from .generate import _eos_ids
-
-        words = set(re.findall(r"[\w'’-]+|[^\w\s]", text))
-        forms = [text, *words, *(" " + w for w in words), *(w[:1].upper() + w[1:] for w in words)]
-        ids = {t for row in self.tokenizer(forms, add_special_tokens=False)["input_ids"] for t in row}
-        ids |= _eos_ids(self.lm.model, self.tokenizer) | set(self.encode("\n"))
-        return torch.tensor(sorted(ids), dtype=torch.long)
+            return prompt_fork(self.lm.model, ids, max_new_tokens, stop)
 
     def confidence(self, forks: list[Any]) -> list[float | None]:
         """Mean log-probability per token of each decoded fork (`decode` first): the model's own confidence."""

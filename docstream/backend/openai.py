@@ -269,10 +269,7 @@ class RemoteEngine:
         return None
 
     def prompt_fork(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = (),
-                    prefill: str = "", allow: str = "") -> Request:
-        if allow:
-            raise SettingsError("the openai backend cannot restrict an answer to the evidence's tokens (allow=); "
-                                "pass allow=\"\" — the server does not expose the logits")
+                    prefill: str = "") -> Request:
         return Request(system, user, max_new_tokens, tuple(stop), prefill)
 
     def confidence(self, forks: list[Request]) -> list[float | None]:
