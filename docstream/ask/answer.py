@@ -87,6 +87,16 @@ class Answer:
                 "readings": self.readings, "timings": self.timings}
 
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Answer:
+        """The inverse of `to_dict()` (e.g. for a line of a batch's JSONL)."""
+        return cls(question=d["question"], answer=d["answer"], mode=d.get("mode", "docstream"),
+                   first=d.get("first", False), supported=d.get("supported"),
+                   mark=tuple(d["mark"]) if d.get("mark") else None,
+                   citations=[Citation(**c) for c in d.get("citations", [])], retrieved=d.get("retrieved", []),
+                   readings=d.get("readings", []), timings=d.get("timings", {}))
+
+
 def check_question(question: str, engine: Backend, window: int) -> str:
     q = " ".join(question.split())
     if not q:

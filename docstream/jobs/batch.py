@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..api import Document, ReadResult
-from ..ask.answer import Answer, Citation
+from ..ask.answer import Answer
 from ..errors import Interrupted, SettingsError, error_line
 from .ray import run_ray
 
@@ -92,10 +92,7 @@ class Result:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Result":
         """The inverse of `to_dict()` (e.g. for a line of a batch's JSONL)."""
-        answers = [Answer(question=a["question"], answer=a["answer"], mode=a.get("mode", "docstream"),
-                          citations=[Citation(**c) for c in a.get("citations", [])],
-                          retrieved=a.get("retrieved", []), timings=a.get("timings", {}))
-                   for a in d.get("answers") or []]
+        answers = [Answer.from_dict(a) for a in d.get("answers") or []]
         read = ReadResult(**d["read"]) if d.get("read") else None
         return cls(document=d["document"], status=d["status"], error=d.get("error"), index=d.get("index"),
                    read=read, answers=answers, summary=d.get("summary"), seconds=d.get("seconds", 0.0),
