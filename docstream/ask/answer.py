@@ -8,7 +8,8 @@ Design choices:
   `focus.rank_windows`). On the QA dev set, window-level BM25 holds the gold sentence in its top 3 for every
   lexical question; meaning finds paraphrased ones that share no word.
 - The reader (`reader.py`, default `forks`): each candidate window alone in the answer prompt, all decoded
-  as one batch; the answer kept is the first whose new words are in its window, else it is shown as a guess. Its window becomes citation [1], with the answer's span (`Answer.mark`).
+  as one batch; the answer kept is the first whose new words are in its window, else it is shown as a guess.
+  Its window becomes citation [1], with the answer's span (`Answer.mark`).
 - `reader="window"`: the earlier path — ~256 tokens of focused windows in document order in one prompt
   (`prompts/answer.txt`), streamed token by token. Summaries stay out of every answer window: on the dev set
   they cost answers.
@@ -21,9 +22,9 @@ Design choices:
 from __future__ import annotations
 
 import time
-from itertools import zip_longest
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
 
 from .. import prompts
@@ -86,7 +87,6 @@ class Answer:
                 "citations": [c.to_dict() for c in self.citations], "retrieved": self.retrieved,
                 "readings": self.readings, "timings": self.timings}
 
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Answer:
         """The inverse of `to_dict()` (e.g. for a line of a batch's JSONL)."""
@@ -112,9 +112,9 @@ def check_question(question: str, engine: Backend, window: int) -> str:
 
 def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens: int, reader: str
            ) -> tuple[list[Citation], list[dict[str, Any]], float]:
-    """(citations, retrieved, retrieve ms): passages retrieved from the index, cut to sentence windows — the
-    best `CANDIDATES` in rank order for the `forks` reader, those that fill `evidence_tokens` in document
-    order for the `window` reader."""
+    """(citations, retrieved, retrieve ms): for the `forks` reader, `CANDIDATES` sentence windows by words,
+    by meaning and from the fused passages, in turn; for the `window` reader, the passages' windows that fill
+    `evidence_tokens`, in document order."""
     t0 = time.perf_counter()
     r = retrieve(index, question, budget_tokens=PASSAGE_TOKENS, count_tokens=engine.count)
     retrieved = [{"chunk": p.chunk, "chapter": p.chapter_title, "rank": p.rank, "score": round(p.score, 4),

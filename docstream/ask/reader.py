@@ -83,7 +83,8 @@ def read(engine: Backend, doc: Any, question: str, citations: list[Citation], ma
          stop: tuple[str, ...]) -> list[Reading]:
     """Every candidate window read alone, decoded as one batch; readings in the order of `citations`."""
     system = prompts.get("system").render()
-    forks = [engine.prompt_fork(system, evidence_prompt(doc, question, [c], labels=False), max_tokens, stop) for c in citations]
+    forks = [engine.prompt_fork(system, evidence_prompt(doc, question, [c], labels=False), max_tokens, stop)
+             for c in citations]
     texts = engine.decode(forks)
     out = []
     for text, conf, c in zip(texts, engine.confidence(forks), citations, strict=True):

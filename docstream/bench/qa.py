@@ -131,7 +131,8 @@ def run(data: str | Path = DEFAULT_DATA, corpus: str | Path = DEFAULT_CORPUS, mo
                     print(f"{q['id']} {mode:9} retrieved={c['retrieved']!s:5} cited={c['cited']!s:5}{mark}",
                           file=sys.stderr)
     res = {"data": str(data), "modes": list(modes), "questions": len(qs), "books": len(by_book),
-           "generate": generate, "reader": reader, "model": model or "smollm2-135m", "window": window, "read_seconds": reads,
+           "generate": generate, "reader": reader, "model": model or "smollm2-135m", "window": window,
+           "read_seconds": reads,
            "summary": summarize(cells, modes), "cells": cells}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
