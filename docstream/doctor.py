@@ -182,7 +182,8 @@ def render(rep: dict[str, Any]) -> str:
     lines.append(f"model         {m['name']}: {'found' if m['found'] else 'NOT FOUND'}"
                  f"{' at ' + m['path'] if m['path'] else ''} ({m['detail']})")
     e = env["embeddings"]
-    lines.append(f"embeddings    all-MiniLM-L6-v2: {'found at ' + e['path'] if e['found'] else 'NOT FOUND'} ({e['detail']})")
+    lines.append(f"embeddings    all-MiniLM-L6-v2: {'found at ' + e['path'] if e['found'] else 'NOT FOUND'} "
+                 f"({e['detail']})")
     lines.append(f"cache dir     {env['home']}")
     lines.append(f"free disk     {_size(env['free_disk_bytes'])}")
     lines.append(f"offline       {'yes (HF_HUB_OFFLINE)' if env['offline'] else 'no'}")

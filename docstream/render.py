@@ -48,17 +48,14 @@ def citation_line(i: int, c: Any, mark: tuple[int, int] | None = None, width: in
     the answer's span `mark` (doc offsets inside the quote), which is shown as «span»."""
     s, e = c.char_start, c.char_end
     text = c.quote
-    if mark and s <= mark[0] < mark[1] <= e:
+    marked = bool(mark) and s <= mark[0] < mark[1] <= e
+    if marked:
         a, b = mark[0] - s, mark[1] - s
         text = f"{text[:a]}\u00ab{text[a:b]}\u00bb{text[b:]}"
-        centre = a
-    else:
-        centre = 0
     quote = " ".join(text.split())
     if len(quote) > width:
-        at = quote.find("\u00ab") if mark else 0
-        lo = max(0, min(at - width // 3, len(quote) - width)) if centre else 0
+        at = quote.find("\u00ab") if marked else -1  # nothing marked: cut from the start
+        lo = max(0, min(at - width // 3, len(quote) - width))
         quote = ("..." if lo else "") + quote[lo:lo + width - 3].strip() + "..."
     where = f"{c.where}; " if c.where else ""
     return f"  [{i}] {c.chapter} — {where}lines {c.line_start}-{c.line_end}, chars {s}-{e}: \"{quote}\""
-

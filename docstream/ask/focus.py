@@ -22,7 +22,7 @@ from .. import prompts
 from ..index.search import STOP_WORDS
 from ..text.sentences import sentence_windows
 
-_WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
+WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Citation:
 
 
 def terms(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text) if w.lower() not in STOP_WORDS and len(w) > 1]
+    return [w.lower() for w in WORD.findall(text) if w.lower() not in STOP_WORDS and len(w) > 1]
 
 
 def rank_windows(doc_text: str, passages: list[Any], question: str, span_chars: int = 300

@@ -20,14 +20,13 @@ Design choices:
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from .. import prompts
 from ..backend.base import Backend
 from ..summarize.content import meta_phrase
-from .focus import Citation, evidence_prompt, terms
+from .focus import WORD, Citation, evidence_prompt, terms
 from .retrieve import _same_word
 
 CANDIDATES = 5
@@ -61,8 +60,7 @@ def support(answer: str, question: str, citation: Citation, reach: int = 40
     """(added words, supported, mark): is the answer's new information in the cited window, and where. The
     mark is the tightest cluster of added words (within `reach` characters of one of them)."""
     added = added_words(answer, question)
-    words = [(m.start(), m.end(), m.group().lower()) for m in re.finditer(r"[A-Za-z0-9]+(?:'[a-z]+)?",
-                                                                        citation.quote)]
+    words = [(m.start(), m.end(), m.group().lower()) for m in WORD.finditer(citation.quote)]
     hits = {w: [(a, b) for a, b, x in words if _same_word(w, x)] for w in added}
     found = sum(1 for w in added if hits[w])
     supported = (found > 0 and found * 2 >= len(added)  # most of what it adds is there ("Banstead Abbey")

@@ -10,9 +10,9 @@ Design choices:
   the same reader: the reader's ceiling), `truncate` (the first window) and `stream`
   (bare StreamingLLM: the whole book through the sink cache, then the question — slow: once per question).
 - Figures need no judge. Retrieval recall: the gold sentence lies inside the evidence the mode retrieved
-  (at least half its characters in one retrieved span; docstream: its passages before focusing). Citation
-  recall: the same of the citations shown to the user. Accuracy: a gold answer string occurs in the answer,
-  word-bounded, case-insensitive. Latency: seconds per warm `ask`.
+  (at least half its characters in one retrieved span; docstream: its passages and candidate windows).
+  Citation recall: the same of the citations shown to the user. Accuracy: a gold answer string occurs in the
+  answer, word-bounded, case-insensitive. Latency: seconds per warm `ask`.
 - `--no-answer` skips generation: retrieval and citation recall of every mode in seconds once books are read.
 - Books are read (or their indexes reused) before any question is timed; `read_seconds` says what reading cost.
 """

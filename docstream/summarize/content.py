@@ -49,8 +49,8 @@ META = (
     "next passage", "previous passage", "a story about", "a story of", "factual note", "this summary",
     "the original text", "the document", "stop reading",
 )
-_META = re.compile(r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in META) + r"|about\s+\d+\s+words)\b",
-                   re.I)  # and the length asked for, echoed: "in about 120 words"
+_META = re.compile(r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in META)
+                   + r"|about\s+\d+\s+words)\b", re.I)  # and the length asked for, echoed: "in about 120 words"
 FRAME = frozenset("chapter chapters story book passage part beginning middle end then finally later".split())
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 _QUOTES = "\"'“”‘’`"
