@@ -286,6 +286,18 @@ class Document:
         with self._index() as ix:
             return ix.search(query, limit=limit)
 
+    def chapter_lines(self) -> list[tuple[Any, Any]]:
+        """(chapter, summary) pairs: every chapter line as `summarize --level chapter` prints it."""
+        self.ensure_read()
+        with self._index() as ix:
+            return self._chapter_lines(ix)
+
+    def _chapter_lines(self, ix: Any) -> list[tuple[Any, Any]]:
+        from .summarize import chapter_lines
+
+        text = self.source.text
+        return chapter_lines(ix, text, text[self.source.body_start:self.source.body_end] or text)
+
     def summary(self, level: str = "book", length: str = "medium", words: int | None = None) -> Any:
         """`book`: the book summary (str); `chapter`: list of (title, summary); `chunk`: the notes."""
         from . import summarize
@@ -295,10 +307,8 @@ class Document:
         with self._index() as ix:
             if level == "chunk":
                 return ix.notes()
-            chapters = {c.index: c for c in ix.chapters()}
-            chs = ix.summaries("chapter")
             if level == "chapter":
-                return [(chapters[s.chapter].title if s.chapter in chapters else "", s) for s in chs]
+                return [(ch.title, s) for ch, s in self._chapter_lines(ix)]
             target = words or summarize.LENGTHS[length]
             book = ix.latest_summary("book")
             if book is not None and target == summarize.LENGTHS["medium"]:

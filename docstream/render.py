@@ -7,18 +7,17 @@ from typing import Any
 
 def summary_dict(doc: Any, length: str = "medium", words: int | None = None) -> dict[str, Any]:
     """Every level with spans: book, chapters (with char and line ranges), notes."""
+    lines = doc.chapter_lines()
     with doc._index() as ix:
-        chapters = {c.index: c for c in ix.chapters()}
-        chs = ix.summaries("chapter")
         notes = ix.notes()
     return {
         "title": doc.title,
         "book": doc.summary("book", length=length, words=words),
-        "chapters": [{"chapter": s.chapter + 1, "title": chapters[s.chapter].title, "summary": s.text,
-                      "char_start": chapters[s.chapter].char_start, "char_end": chapters[s.chapter].char_end,
-                      "line_start": chapters[s.chapter].line_start, "line_end": chapters[s.chapter].line_end,
+        "chapters": [{"chapter": s.chapter + 1, "title": ch.title, "summary": s.text,
+                      "char_start": ch.char_start, "char_end": ch.char_end,
+                      "line_start": ch.line_start, "line_end": ch.line_end,
                       "chunks": [s.chunk_start, s.chunk_end], "method": s.method}
-                     for s in chs if s.chapter in chapters],
+                     for ch, s in lines],
         "notes": [{"chunk": n.chunk, "chapter": (n.chapter or 0) + 1, "gist": n.gist, "tags": n.tags,
                    "char_start": n.char_start, "char_end": n.char_end, "line_start": n.line_start,
                    "line_end": n.line_end, "method": n.method} for n in notes],

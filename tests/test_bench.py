@@ -162,6 +162,18 @@ def test_rouge_max_and_mean_over_references():
     assert agg["stories"] == 2 and agg["errors"] == 1 and agg["rouge2"] is None
 
 
+def test_equal_length_cuts_docstream_to_each_baselines_word_count():
+    refs = ["the cat sat on the mat"]
+    items = [{"references": refs}]
+    rows = [{"story": 0, "method": "docstream", "summary": "the cat sat on the mat and then many other words"},
+            {"story": 0, "method": "stream", "summary": "a dog sat somewhere else", "rougeL": 0.2, "rougeL_mean": 0.2}]
+    e = sb.equal_length(rows, items)["stream"]
+    assert e["words"] == 5 and e["stories"] == 1
+    assert e["docstream_rougeL"] == sb.rouge("the cat sat on the", refs)["rougeL"]
+    assert e["rougeL"] == 0.2
+    assert sb.equal_length(rows[:1], items) == {}  # no baseline row: nothing to compare
+
+
 # ---------------------------------------------------------------------------------------------- summary: harness
 def _story(title: str, names: list[str], credit: str = "") -> str:
     a, b, c = names
@@ -201,6 +213,8 @@ def test_summary_harness_end_to_end(home, tiny_dir, tmp_path):
         assert r["vacuous"] is None or 0 <= r["vacuous"] <= 1
     assert re.search(r"^method\s.*vacuous\s+grounding", table, re.M), table
     assert set(result["table"]) == set(sb.METHODS)
+    assert set(result["equal_length"]) == {"stream", "truncate"}
+    assert re.search(r"^at stream's length \(\d+ words, 2 stories\): docstream R-L", table, re.M), table
     assert any((out / "texts").glob("*/The Harbor Ship.txt"))  # the title names the file
     one = json.loads(run("bench", "summary", "--data", data, "--stories", "1", "--methods", "truncate",
                          "--out", tmp_path / "out1", "-m", tiny_dir, "--window", "512", "--words", "40",

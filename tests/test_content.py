@@ -98,3 +98,38 @@ def test_hyphenated_words_and_names_match_their_parts():
     assert "jmar" in content.profile(source).names
     assert content.grounding("Kal -Jmar walked to the space-buggy.", source) == 1.0
     assert content.grounding("Kal-Jmar walked to the space-rocket.", source) == 0.5
+
+
+@pytest.mark.parametrize("line", [
+    "In this chapter, New Race is the human species, and the human species is the human race.",
+    "In this chapter, Dead Sea is a massive crab under the endless endless blue sky.",
+])
+def test_a_sentence_that_repeats_itself_loops(line):
+    assert content.loops(line)
+    assert not content.loops(EVENTS[0])
+
+
+def test_invented_names_and_numbers_are_the_ones_the_source_lacks():
+    assert content.invented("In this chapter, Judith Boss tells of a voyage.", CHAPTER) == "Judith"
+    assert content.invented("Filby walks 100 miles with Weena.", CHAPTER) == "100"
+    assert content.invented("Weena ran beside the Time Traveller.", CHAPTER) is None  # the first word is free
+
+
+def test_the_strict_gate_of_chapter_lines_asks_more_than_not_vacuous():
+    """Lines like those the model wrote for the six novels that are not vacuous by the measure but say little or
+    invent: grounding under 0.75, a name the chapter does not have."""
+    for line in ["In this chapter, Filby watched the lever in the dark forest and dreams of spaceships.",  # 0.67
+                 "In this chapter, Filby and Psychologist watched the lever."]:  # not in the chapter
+        assert content.gate(line, CHAPTER)[1] == "model", line  # the plain gate (notes) keeps them
+        assert content.gate(line, CHAPTER, strict=True) == (content.key_sentence(CHAPTER), "extractive"), line
+    assert content.gate(EVENTS[1], CHAPTER, strict=True) == (EVENTS[1], "model")
+    assert content.is_vacuous("In this chapter, Weena is revealed to be lost in the forest fire.", CHAPTER)
+
+
+def test_the_key_sentence_is_never_a_heading_a_fragment_or_an_editors_note():
+    text = ("CHAPTER IV.\nThe Rabbit Sends in a Little Bill Again\n\n"
+            "‘Come back!’ said the Rabbit to the Rabbit and the Bill. "
+            "[Transcriber’s note: the Rabbit and the Bill are spelled as in the 1866 edition of the Rabbit book.] "
+            "The Rabbit sent Bill down the chimney, and Bill flew out of the chimney like a rocket. "
+            "The Rabbit and Bill sat down.")
+    assert content.key_sentence(text) == "The Rabbit sent Bill down the chimney, and Bill flew out of the chimney like a rocket."

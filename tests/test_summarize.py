@@ -194,3 +194,15 @@ def test_vacuous_chapter_lines_are_stored_as_the_chapters_key_sentence(home, tin
     data = json.loads(res.stdout)
     assert [c["method"] for c in data["chapters"]] == [s.method for s in chs]
     assert {n["method"] for n in data["notes"]} <= {"model", "extractive"}
+    # a model line stored by an older, laxer gate: shown as the chapter's key sentence, kept in the index
+    s = next(s for s in chs if s.chapter == min(spans))
+    odd = "In this chapter, Judith Boss dreams of quantum spaceships."
+    with Index.open(doc.index_path) as ix:
+        ix.db.conn.execute("UPDATE summaries SET text = ?, method = 'model' WHERE id = ?", (odd, s.id))
+        ix.db.conn.commit()
+    title, shown = doc.summary("chapter")[0]
+    chapter = text[slice(*spans[s.chapter])]
+    assert (shown.text, shown.method) == (content.key_sentence(chapter, text[doc.source.body_start:doc.source.body_end]),
+                                          "extractive")
+    with Index.open(doc.index_path) as ix:
+        assert ix.summaries("chapter", chapter=s.chapter)[0].text == odd

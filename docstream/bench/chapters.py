@@ -43,7 +43,7 @@ def measure_book(doc: Any) -> dict[str, Any]:
     """The chapter lines of a read document, each sentence measured against its chapter's text."""
     with doc._index() as ix:
         chapters = {c.index: c for c in ix.chapters()}
-        stored = {s.chapter: s for s in ix.summaries("chapter")}
+    stored = {s.chapter: s for _, s in doc.chapter_lines()}
     text = doc.source.text
     book = text[doc.source.body_start:doc.source.body_end] or text
     names = content.profile(book).names

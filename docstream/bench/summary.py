@@ -25,6 +25,8 @@ Design choices:
   Content (`summarize.content`, against the story): vacuous = share of the summary's sentences that talk about
   the text (a meta phrase: "narrative", "is described", …) or have grounding < 0.5; grounding = mean share of
   a sentence's content words (not stop words, not the story's names) found in the story.
+- Equal length: docstream's summary is cut, story by story, to each baseline's word count and scored again
+  (`equal_length`), since the baselines stop earlier and a longer summary gains ROUGE recall by length alone.
 - `jobs > 1` runs (story, method) cells in spawned workers (see `pool.py`), docstream cells first.
 """
 from __future__ import annotations
@@ -225,6 +227,26 @@ def aggregate(rows: list[dict], methods: list[str]) -> dict[str, dict[str, Any]]
     return out
 
 
+def equal_length(rows: list[dict], items: list[dict], sc: Any = None) -> dict[str, dict[str, Any]]:
+    """Per baseline: docstream's summary cut, story by story, to the baseline's word count (its first words),
+    and both scored: R-L (max over references) and R-L mean, averaged over the stories both summarised. A
+    longer summary wins ROUGE recall by length alone; this takes length out."""
+    by = {(r["story"], r["method"]): r for r in rows if "error" not in r}
+    out: dict[str, dict[str, Any]] = {}
+    for base in sorted({m for _, m in by} - {"docstream"}):
+        pairs = [(by[(i, "docstream")], r) for (i, m), r in by.items() if m == base and (i, "docstream") in by]
+        if not pairs:
+            continue
+        sums: Counter[str] = Counter()
+        for ours, theirs in pairs:
+            n = len(theirs["summary"].split())
+            cut = rouge(" ".join(ours["summary"].split()[:n]), items[ours["story"]]["references"], sc)
+            sums.update({"docstream_rougeL": cut["rougeL"], "docstream_rougeL_mean": cut["rougeL_mean"],
+                         "rougeL": theirs["rougeL"], "rougeL_mean": theirs["rougeL_mean"], "words": n})
+        out[base] = {"stories": len(pairs), **{k: round(v / len(pairs), 4) for k, v in sums.items()}}
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- methods
 def bare_summary(doc: Any, mode: str, words: int) -> str:
     """The baselines: the story's first window (`truncate`) or the whole story (`stream`) in a bare sink
@@ -338,6 +360,7 @@ def run(data: str | Path | None = None, stories: int | None = None, methods: lis
     order = {m: i for i, m in enumerate(methods)}
     result["rows"].sort(key=lambda r: (r["story"], order[r["method"]]))
     result["table"] = aggregate(result["rows"], methods)
+    result["equal_length"] = equal_length(result["rows"], items, sc)
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     result["load_avg_end"] = round(os.getloadavg()[0], 2)
     result["complete"] = True
@@ -362,6 +385,10 @@ def format_table(result: dict) -> str:
             fmt = ".0f" if k == "words" else ".1f" if k == "seconds" else ".3f"
             cells.append(f"{'-' if v is None else format(v, fmt):>10}")
         lines.append(f"{m:<10}" + "".join(cells) + (f"  ({agg['errors']} errors)" if agg["errors"] else ""))
+    for base, e in result.get("equal_length", {}).items():
+        lines.append(f"at {base}'s length ({e['words']:.0f} words, {e['stories']} stories): docstream R-L "
+                     f"{e['docstream_rougeL']:.3f} (mean {e['docstream_rougeL_mean']:.3f}) vs {base} "
+                     f"{e['rougeL']:.3f} (mean {e['rougeL_mean']:.3f})")
     lines.append(f"per-story rows: {result.get('json', '')}")
     return "\n".join(lines)
 

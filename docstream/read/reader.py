@@ -273,7 +273,7 @@ class Reader:
 
     def _store_chapter(self, chapter: int, span: tuple[int, int], text: str) -> str:
         """Gate and store a chapter summary; returns the text stored."""
-        text, method = content.gate(text, self._chapter_source(chapter), self.book)
+        text, method = content.gate(text, self._chapter_source(chapter), self.book, strict=True)
         self.index.add_summary("chapter", text, span[0], span[1], chapter=chapter, method=method)
         self.chapter_text[chapter] = text
         if self.partial and self.partial[0] == chapter:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from .. import prompts
@@ -109,6 +110,25 @@ def book_inputs(index: Any) -> list[str]:
     return [t[:1].upper() + t[1:] for t in out]
 
 
+def chapter_lines(index: Any, text: str, book: str) -> list[tuple[Any, Any]]:
+    """(chapter, summary) pairs in order, each line passed again through today's strict gate against its
+    chapter's text: a model line an older gate let through may fail it, and then the chapter's key sentence
+    stands in (method "extractive"); an extractive line is today's key sentence. The index keeps what the
+    model wrote."""
+    chapters = {c.index: c for c in index.chapters()}
+    out = []
+    for s in index.summaries("chapter"):
+        ch = chapters.get(s.chapter)
+        if ch is None:
+            continue
+        if ch.char_end > ch.char_start:
+            line = s.text if s.method == "model" else ""
+            line, method = gate(line, text[ch.char_start:ch.char_end], book, strict=True)
+            s = replace(s, text=line, method=method)
+        out.append((ch, s))
+    return out
+
+
 def build_hierarchy(index: Any, engine: Backend, doc: Any, titles: dict[int, str], settings: Any
                     ) -> Iterator[tuple[str, str, str]]:
     """Make the missing chapter summaries, then the book summary. Yields (kind, chapter title, text)."""
@@ -127,7 +147,7 @@ def build_hierarchy(index: Any, engine: Backend, doc: Any, titles: dict[int, str
         chunk_ids = [n.chunk for n in notes if n.chapter == ch]
         text = chapter_summary(engine, doc.title, title, by_chapter[ch], window, doc.text)
         a, b = spans.get(ch, (0, 0))
-        text, method = gate(text, doc.text[a:b], book)  # a vacuous line: the chapter's key sentence instead
+        text, method = gate(text, doc.text[a:b], book, strict=True)  # a vacuous line: the chapter's key sentence instead
         index.add_summary("chapter", text, min(chunk_ids), max(chunk_ids), chapter=ch, method=method)
         made = True
         yield ("chapter", title, text)

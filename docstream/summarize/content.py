@@ -15,7 +15,8 @@ Design choices:
   half distinct: "the human species is the human race").
 - `key_sentence(text)`: the extractive fallback, the sentence of `text` that shares the most of the text's
   frequent content words and names (weighted by how much more often the text uses them than the book), with
-  dialogue and very short sentences scored down; cut to about `KEY_WORDS` words at a clause boundary. Its words
+  dialogue scored down; very short sentences, fragments (lowercase start), headings (Title Case), bracketed notes
+  and sentences with a `META` phrase (a transcriber's note) left out; cut to about `KEY_WORDS` words at a clause boundary. Its words
   are always the book's own words in the book's order (whitespace collapsed, quote marks around it dropped).
 - Profiles of a source (its stem counts and names) are cached by the source string: a chapter's lines are
   measured against the same text many times.
@@ -32,6 +33,7 @@ from ..index.search import STOP_WORDS
 from ..text.sentences import split_sentences
 
 MIN_GROUNDING = 0.5
+LINE_GROUNDING = 0.75  # a chapter line the gate keeps (`strict`): below it, the lines the model wrote were nonsense
 KEY_WORDS = 30
 # Talk about the text instead of the events. Matched case-insensitively as whole words; keep it maintained: add
 # a phrase when a line like the ones it catches turns up, with a test (tests/test_content.py).
@@ -47,7 +49,11 @@ META = (
     "the chapter is", "this chapter is", "the chapter describes", "the story describes", "the story is about",
     "the novel", "literary", "structure", "writing", "descriptive", "detail-oriented", "in detail",
     "next passage", "previous passage", "a story about", "a story of", "factual note", "this summary",
-    "the original text", "the document", "stop reading",
+    "the original text", "the document", "stop reading", "character", "characters", "protagonist", "narrated",
+    "the narrator", "is introduced", "are introduced", "is shown to", "are shown to", "was shown to",
+    "is highlighted", "are highlighted", "highlights the", "is contrasted", "are contrasted", "touches on",
+    "the idea of", "refer to", "main people", "is explained", "are explained", "a symbol of", "fictional",
+    "a reminder", "is revealed to", "are revealed to", "revealed as", "revealed through", "transcriber",
 )
 _META = re.compile(r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in META)
                    + r"|about\s+\d+\s+words)\b", re.I)  # and the length asked for, echoed: "in about 120 words"
@@ -159,9 +165,34 @@ def is_vacuous(sentence: str, source: str, names: frozenset | set | None = None)
 
 
 def loops(sentence: str) -> bool:
-    """Of 4+ content words, fewer than half distinct (stemmed): the sentence goes round in circles."""
+    """The sentence goes round in circles: of 4+ content words fewer than half are distinct (stemmed), a word
+    is doubled ("endless endless"), or a run of three words comes back ("the human species is the human
+    species")."""
     words = [_stem(w) for w in content_words(sentence)]
-    return len(words) >= 4 and len(set(words)) * 2 < len(words)
+    if len(words) >= 4 and len(set(words)) * 2 < len(words):
+        return True
+    low = [w.lower() for w in _WORD.findall(sentence)]
+    if any(a == b and len(a) > 2 for a, b in zip(low, low[1:])):
+        return True
+    runs = [tuple(low[i:i + 3]) for i in range(len(low) - 2)]
+    return len(set(runs)) < len(runs)
+
+
+_CAPITAL = re.compile(r"\b[A-Z][a-z]{2,}\b")
+
+
+def invented(sentence: str, source: str) -> str | None:
+    """A name or number of the sentence that `source` does not have (the first; None when there is none).
+    Names are the capitalised words after the sentence's first word ("In this chapter, Judith Boss …" names
+    a transcriber of the book's front matter, not anyone in the chapter)."""
+    parts = sentence.split(None, 1)
+    for w in _CAPITAL.findall(parts[1] if len(parts) > 1 else ""):
+        if not re.search(rf"\b{w}\b", source):
+            return w
+    for n in re.findall(r"\d+", sentence):
+        if not re.search(rf"(?<!\d){n}(?!\d)", source):
+            return n
+    return None
 
 
 def measure(text: str, source: str, names: frozenset | set | None = None) -> list[dict]:
@@ -200,6 +231,13 @@ def _trim(sentence: str, most: int = KEY_WORDS) -> str:
     return s if re.search(r"[.!?]$", s) else s + "."
 
 
+def _heading(sentence: str) -> bool:
+    """Title Case or capitals, not a sentence: most words start with a capital (or none has a lowercase letter)."""
+    words = _WORD.findall(sentence)
+    caps = sum(w[0].isupper() for w in words)
+    return not re.search(r"[a-z]", sentence) or caps * 5 >= len(words) * 3
+
+
 def key_sentence(text: str, book: str | None = None, most: int = KEY_WORDS) -> str:
     """The sentence of `text` that shares the most of its frequent content words and names (those it uses
     more than `book` does, when given), trimmed to about `most` words. '' for a text without sentences."""
@@ -219,8 +257,9 @@ def key_sentence(text: str, book: str | None = None, most: int = KEY_WORDS) -> s
     for sent in split_sentences(text):
         flat = " ".join(sent.split())
         n = len(flat.split())
-        if n < 5 or not re.search(r"[a-z]", flat):
-            continue
+        if n < 5 or flat[0].islower() or meta_phrase(flat) or _heading(flat) or "[" in flat or "]" in flat:
+            continue  # short, a fragment after dialogue ("said the Mock Turtle."), talk about the text, a heading
+            # ("The Rabbit Sends in a Little Bill."), a bracketed editor's note
         seen = {_stem(w): 2.0 if w in names else 1.0 for w in content_words(flat)}  # a name counts twice
         score = sum(weight.get(stem, 0.0) * factor for stem, factor in seen.items())
         score /= math.sqrt(max(n, 12))  # long sentences do not win by length alone
@@ -231,12 +270,20 @@ def key_sentence(text: str, book: str | None = None, most: int = KEY_WORDS) -> s
     return _trim(best, most) if best else ""
 
 
-def gate(text: str, source: str, book: str | None = None, most: int = KEY_WORDS) -> tuple[str, str]:
+def gate(text: str, source: str, book: str | None = None, most: int = KEY_WORDS, strict: bool = False
+         ) -> tuple[str, str]:
     """(text, method): the sentences of `text` that are not vacuous against `source` ("model"); when none
     is left, the key sentence of `source`, about `most` words ("extractive"). Names are the book's when `book`
-    is given."""
+    is given. `strict` (chapter lines) also asks grounding >= `LINE_GROUNDING` and nothing `invented`."""
     names = profile(book).names if book else None
-    keep = [s for s in split_sentences(text) if not is_vacuous(s, source, names)]
+
+    def ok(sent: str) -> bool:
+        if is_vacuous(sent, source, names):
+            return False
+        return not strict or ((grounding(sent, source, names) or 0.0) >= LINE_GROUNDING
+                              and invented(sent, source) is None)
+
+    keep = [s for s in split_sentences(text) if ok(s)]
     if keep:
         return " ".join(keep), "model"
     key = key_sentence(source, book, most)
