@@ -17,7 +17,9 @@ Design choices:
   `auto` = bf16 on cuda, and on a CPU with native bf16 matrix instructions (AMX-BF16 or AVX512-BF16, read from
   /proc/cpuinfo): there `docstream bench engine` measured bf16 prefill at 2.4× fp32 and batched decode at 1.7×
   with perplexity +0.1 % (batch-1 decode 0.8×). Other CPUs get fp16w, which needs no bf16 arithmetic. The
-  embedding table of fp16w/int8 stays fp32 (a lookup reads one row a token).
+  embedding table of fp16w/int8 stays fp32 (a lookup reads one row a token). A third CPU format computes in
+  bf16: int4 - int4 weights in groups of 32 (the GGUF's own Q4_1 blocks) for decoding, the bf16 weights for
+  prefill (`int4.py`).
 - `weight_format()` decides the format without importing torch, because it is part of the index identity and
   `notes`/`search` must not load torch; `load()` takes the decided format, so the two always agree.
 """
@@ -140,8 +142,9 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-FORMATS = ("fp32", "fp16w", "int8", "bf16", "fp16")
+FORMATS = ("fp32", "fp16w", "int8", "bf16", "fp16", "int4")
 CPU_FORMATS = ("fp16w", "int8")  # compact weights, fp32 compute: fbgemm kernels, CPU only
+CPU_ONLY = (*CPU_FORMATS, "int4")  # int4: bf16 compute over torch's CPU int4 kernels (`int4.py`)
 _ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "qint8": "int8"}
 
 
@@ -169,7 +172,7 @@ def weight_format(dtype: str = "auto", device: str = "auto") -> str:
         return "bf16" if on_cuda or _cpu_has_bf16() else "fp16w"
     if fmt not in FORMATS:
         raise SettingsError(f"unknown dtype '{dtype}' — use auto, {', '.join(FORMATS)}")
-    if fmt in CPU_FORMATS and device.startswith(("cuda", "mps")):
+    if fmt in CPU_ONLY and device.startswith(("cuda", "mps")):
         raise SettingsError(f"--dtype {fmt} runs on the CPU only — use --dtype bf16 with --device {device}")
     return fmt
 
@@ -179,7 +182,7 @@ def pick_dtype(fmt: str) -> Any:
     import torch
 
     return {"fp32": torch.float32, "fp16w": torch.float32, "int8": torch.float32, "bf16": torch.bfloat16,
-            "fp16": torch.float16}[fmt]
+            "fp16": torch.float16, "int4": torch.bfloat16}[fmt]
 
 
 def compact_weights(model: Any, fmt: str) -> Any:
@@ -213,7 +216,7 @@ def load(name: str | None = None, device: str = "auto", dtype: str = "auto",
     hf_logging.disable_progress_bar()
     fmt = weight_format(dtype, device)
     dev = pick_device(device)
-    if fmt in CPU_FORMATS and dev != "cpu":
+    if fmt in CPU_ONLY and dev != "cpu":
         fmt = "bf16"  # device auto found CUDA after all: the compact formats are CPU-only
     dt = pick_dtype(fmt)
     try:
@@ -231,6 +234,10 @@ def load(name: str | None = None, device: str = "auto", dtype: str = "auto",
     torch.set_grad_enabled(False)
     if fmt in CPU_FORMATS:
         compact_weights(model, fmt)
+    elif fmt == "int4":
+        from .int4 import int4_weights
+
+        int4_weights(model)
     ctx = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     return LoadedModel(name=name, model=model, tokenizer=tok, device=dev, dtype=dt, context_length=ctx, weights=fmt)
 

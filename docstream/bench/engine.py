@@ -8,8 +8,9 @@ Design choices:
 - decode: greedy forks of the real reading path (`Engine.prompt_fork` + `Engine.decode`, no stop strings), at
   batch 1 (one fork decoded alone) and at batch 8 (eight forks in one ragged batch); tok/s = tokens generated
   / wall seconds.
-- quality: sink-cache perplexity of the same tokens (`bench stream`'s scorer: sinks + window, 64-token chunks),
-  and the greedy continuation of one prompt compared with fp32's (the share of its first tokens that agree).
+- quality: sink-cache perplexity of the same tokens (`bench stream`'s scorer: sinks + window, 64-token chunks;
+  for int4 through its int4 weights, which otherwise serve only decoding's few rows), and the greedy
+  continuation of one prompt compared with fp32's (the share of its first tokens that agree).
 - `--reference llama.cpp` adds the same GGUF file run by llama-cpp-python (a bench-only extra, built from
   source; see README) with the same prompts, when it is installed.
 """
@@ -24,7 +25,7 @@ from typing import Any
 from ..errors import SettingsError
 from .stream import _score, peak_rss_mb, read_body, run_json, token_ids
 
-DEFAULT_FORMATS = ("fp32", "fp16w", "int8", "bf16")
+DEFAULT_FORMATS = ("fp32", "fp16w", "int8", "bf16", "int4")
 PROMPT = "Tell the story of a traveller who builds a machine to visit the far future, in the order it happens."
 
 
@@ -62,6 +63,10 @@ def measure(spec: dict) -> dict:
         out[f"decode_b{b}_tok_s"] = round(rate, 1)
         if b == 1:
             out["greedy_ids"] = first
+    if lm.weights == "int4":  # score the int4 weights decoding uses, not the bf16 ones prefill uses
+        from ..backend import int4
+
+        int4.SMALL_ROWS = 10**9
     sink = _score(lm.model, ids, "sink", spec["sinks"], spec["window"], spec["chunk"], 10**9)
     out["ppl_sink"] = sink["ppl"]
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)

@@ -20,7 +20,8 @@ ChunkTokens = Annotated[int, typer.Option("--chunk-tokens", help="Tokens per chu
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index file (default: in the cache dir).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Dtype = Annotated[str, typer.Option(help="Weight format: auto (bf16 on cuda or a CPU with native bf16, else "
-                                         "fp16w), fp32, fp16w (fp16 weights, fp32 compute), int8, bf16 or fp16.")]
+                                         "fp16w), fp32, fp16w (fp16 weights, fp32 compute), int8, bf16, fp16 or int4 (int4 weights for "
+                                         "decoding, bf16 compute; CPU).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 Backend = Annotated[str, typer.Option(help="local (this machine), or openai for an OpenAI-compatible server "

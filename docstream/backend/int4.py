@@ -1,0 +1,101 @@
+"""int4 weights for decoding: the `int4` weight format (CPU).
+
+Design choices:
+- Decoding a token reads every weight once, so at batch 1 its speed is the bytes read per token: fp32 reads
+  ~540 MB, bf16 ~270 MB, int4 ~75 MB. The output head alone (49,152 × 576, tied to the embeddings) is a fifth
+  of the model and cost more than the 30 layers' other matrices together in bf16 (`docstream bench engine`).
+- Groups of 32 weights along the input dimension, each with its own scale and offset (asymmetric, min/max):
+  the layout of the GGUF's own Q4_1 blocks the embedded model ships as, so requantizing its dequantized
+  weights gives back the same 4-bit values (up to the bf16 rounding of scale and offset).
+- torch's CPU kernels (`_convert_weight_to_int4pack_for_cpu`, `_weight_int4pack_mm_for_cpu`) take bf16 inputs,
+  so the model computes in bf16. They win for a few rows only (a decode step of 1–`SMALL_ROWS` rows); a prefill
+  chunk of hundreds of rows is faster through the bf16 matrix kernels, so every layer keeps its bf16 weight
+  too (+75 MB next to 270 MB) and `Int4Linear.forward` picks by the number of rows.
+- The output head (tied to the embeddings) is not Q4_1 in the GGUF (up to 30 distinct values in a block of 32):
+  requantized to int4 it cost perplexity, so it gets int8 weights, one scale per row (`Int8Linear`). The
+  embedding lookup stays bf16 (a lookup reads one row a token).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+GROUP = 32  # weights per scale/offset pair: a GGUF Q4_1 block
+SMALL_ROWS = 4  # at most this many rows go through the int4 kernel; more take the bf16 weight
+
+
+def quantize(w: torch.Tensor, group: int = GROUP) -> tuple[torch.Tensor, torch.Tensor]:
+    """(packed int4 weight, scales_and_zeros (K/group, N, 2) bf16) of a weight (N, K): per group of `group`
+    inputs, q = round((w - min) / scale) in 0..15 with scale = (max - min) / 15."""
+    n, k = w.shape
+    assert k % group == 0, f"input size {k} is not a multiple of {group}"
+    wg = w.float().reshape(n, k // group, group)  # (N, K/G, G)
+    lo, hi = wg.amin(-1, keepdim=True), wg.amax(-1, keepdim=True)
+    scale = ((hi - lo) / 15).clamp(min=1e-8)
+    q = ((wg - lo) / scale).round().clamp(0, 15).reshape(n, k).to(torch.int32)
+    zeros = lo + scale * 8  # the kernel computes (q - 8) * scale + zero
+    sz = torch.cat([scale, zeros], -1).transpose(0, 1).contiguous().to(torch.bfloat16)  # (K/G, N, 2)
+    return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1), sz
+
+
+def dequantize(packed_q: torch.Tensor, sz: torch.Tensor, k: int, group: int = GROUP) -> torch.Tensor:
+    """The weight (N, K) the kernel multiplies by, recovered through the kernel itself (an identity input)."""
+    eye = torch.eye(k, dtype=torch.bfloat16)
+    return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, packed_q, group, sz).t().contiguous()
+
+
+class Int4Linear(nn.Module):
+    """A Linear layer with int4 weights for a few rows and its bf16 weight for many."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        assert linear.bias is None, "Llama projections have no bias"
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = linear.weight  # bf16 (N, K); shared with the embeddings for the tied output head
+        packed, sz = quantize(linear.weight.detach())
+        self.register_buffer("packed", packed, persistent=False)
+        self.register_buffer("scales_and_zeros", sz, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)  # (B*T, K)
+        if rows.shape[0] > SMALL_ROWS:
+            return nn.functional.linear(x, self.weight)
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16).contiguous(), self.packed, GROUP,
+                                                        self.scales_and_zeros)  # (B*T, N)
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+class Int8Linear(nn.Module):
+    """A Linear layer with int8 weights (one scale per output row) for a few rows and its bf16 weight for many:
+    the output head, which the GGUF does not hold as Q4_1 blocks."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        assert linear.bias is None, "the output head has no bias"
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = linear.weight  # bf16 (N, K), tied to the embeddings
+        w = linear.weight.detach().float()
+        scale = (w.abs().amax(-1) / 127).clamp(min=1e-8)  # (N,)
+        self.register_buffer("q", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8), persistent=False)
+        self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)  # (B*T, K)
+        if rows.shape[0] > SMALL_ROWS:
+            return nn.functional.linear(x, self.weight)
+        out = torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), self.q, self.scale)
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+def int4_weights(model: Any) -> Any:
+    """Every projection of a bf16 model's layers → `Int4Linear`, the output head → `Int8Linear`, in place."""
+    head = model.get_output_embeddings()
+    todo = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+            if isinstance(child, nn.Linear)]
+    for parent, name, child in todo:
+        assert child.weight.dtype == torch.bfloat16, child.weight.dtype
+        small = Int8Linear(child) if child is head or child.in_features % GROUP else Int4Linear(child)
+        setattr(parent, name, small)
+    return model
