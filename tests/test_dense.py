@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import docstream
+from docstream.ask import answer
 from docstream.ask.answer import interleave, nearest
 from docstream.index import dense
 from docstream.index.db import Index
@@ -60,6 +61,9 @@ def test_a_read_embeds_its_windows_and_a_paraphrase_finds_its_sentence(home, tin
         assert all(a < b and doc.source.text[a:b].strip() and doc.source.text[a:b] in body for a, b in spans)
         hit = nearest(ix, PARAPHRASE, 3)
         assert any("WAISTCOAT-POCKET" in doc.source.text[a:b] for a, b in hit), [doc.source.text[a:b] for a, b in hit]
+        first = answer._window_matrix(ix, n)
+        assert answer._window_matrix(ix, n) is first  # unpacked once per state of the index file
+        assert first[0] == spans and np.array_equal(first[1], dense.unpack(blobs))
         assert dense.embed_windows(doc.source, ix) == n  # once: stored windows are not embedded again
     ans = doc.ask(PARAPHRASE, max_tokens=4)
     assert any("WAISTCOAT-POCKET" in c.quote for c in ans.citations)

@@ -150,11 +150,32 @@ def nearest(index: Any, question: str, k: int) -> list[tuple[int, int]]:
     embedding model is not installed: `index/dense.py`)."""
     from ..index import dense
 
-    embed = dense.embedder() if index.window_count() else None
+    count = index.window_count()
+    embed = dense.embedder() if count else None
     if embed is None:
         return []
-    spans, blobs = index.windows()
-    return [spans[i] for i in dense.top(embed.encode([question])[0], dense.unpack(blobs), k)]
+    spans, matrix = _window_matrix(index, count)
+    return [spans[i] for i in dense.top(embed.encode([question])[0], matrix, k)]
+
+
+_MATRICES: dict[tuple[str, int, int], tuple[list[tuple[int, int]], Any]] = {}
+
+
+def _window_matrix(index: Any, count: int) -> tuple[list[tuple[int, int]], Any]:
+    """The index's window spans and (N, 384) vectors, unpacked once per state of the index file (path, window
+    count, modification time): a batch of questions on one book reads them once. An in-memory index is read
+    every time."""
+    key = (str(index.path), count, index.path.stat().st_mtime_ns) if index.path is not None else None
+    if key is None or key not in _MATRICES:
+        from ..index import dense
+
+        spans, blobs = index.windows()
+        found = (spans, dense.unpack(blobs))
+        if key is None:
+            return found
+        _MATRICES.clear()  # one book at a time: a batch over many books keeps one matrix, not all
+        _MATRICES[key] = found
+    return _MATRICES[key]
 
 
 def answer(doc: Any, index: Any, engine: Backend, question: str, settings: Any, mode: str = "docstream",
