@@ -298,8 +298,11 @@ class Document:
         text = self.source.text
         return chapter_lines(ix, text, text[self.source.body_start:self.source.body_end] or text)
 
-    def summary(self, level: str = "book", length: str = "medium", words: int | None = None) -> Any:
-        """`book`: the book summary (str); `chapter`: list of (title, summary); `chunk`: the notes."""
+    def summary(self, level: str = "book", length: str = "medium", words: int | None = None,
+                fresh: bool = False) -> Any:
+        """`book`: the book summary (str); `chapter`: list of (title, summary); `chunk`: the notes. `fresh`: make
+        the book summary now from the stored chapter lines and notes, not the one stored by the read (an index
+        read by an older version keeps the book summary of its day)."""
         from . import summarize
 
         check_summary(level, length, words)
@@ -311,7 +314,7 @@ class Document:
                 return [(ch.title, s) for ch, s in self._chapter_lines(ix)]
             target = words or summarize.LENGTHS[length]
             book = ix.latest_summary("book")
-            if book is not None and target == summarize.LENGTHS["medium"]:
+            if book is not None and target == summarize.LENGTHS["medium"] and not fresh:
                 return book.text
             return summarize.book_summary(self.engine, ix, self.title, target,
                                           self.settings.window + self.settings.max_pinned, self.source.text)

@@ -9,8 +9,8 @@ Design choices:
 - Methods, one model, one run, one target length (`--words`, default 120 = `--length medium`; the SQuALITY
   references average 418 words):
     docstream - `docstream.open(path).summary(level="book", words=N)`: read (notes, chapter summaries), then
-                the book summary, parts in order (the stored one at the default 120 words = `medium`; grounded
-                by the product itself);
+                the book summary, parts in order (the stored one at the default 120 words = `medium`, or with
+                `--fresh` one made now from the stored chapter lines and notes; grounded by the product itself);
     truncate  - the first window of the story in a bare sink cache, then `prompts/bench_summary.txt`;
     stream    - the whole story streamed through the same bare sink cache (StreamingLLM), then the same prompt.
   The two baselines mirror `answer._bare` (the `ask --mode stream|truncate` baselines) with a summary prompt
@@ -285,7 +285,7 @@ def run_cell(spec: dict) -> dict:
             t = time.perf_counter()
             doc.ensure_read()
             res["read_seconds"] = round(time.perf_counter() - t, 2)
-            text = doc.summary(level="book", words=spec["words"])
+            text = doc.summary(level="book", words=spec["words"], fresh=spec.get("fresh", False))
         else:
             text = bare_summary(doc, spec["method"], spec["words"])
         res["summary"] = " ".join(str(text).split())
@@ -298,7 +298,7 @@ def run_cell(spec: dict) -> dict:
 # ---------------------------------------------------------------------------------------------- the run
 def run(data: str | Path | None = None, stories: int | None = None, methods: list[str] | tuple[str, ...] = METHODS,
         model: str | None = None, window: int = 2048, words: int = 120, out: str | Path = "bench-out/summary",
-        jobs: int = 1, progress: bool = True) -> dict:
+        jobs: int = 1, progress: bool = True, fresh: bool = False) -> dict:
     """Summarise every story by every method; writes OUT/summary.json and returns it."""
     from ..backend.model import model_name
 
@@ -324,12 +324,12 @@ def run(data: str | Path | None = None, stories: int | None = None, methods: lis
                      "references": len(st["references"]), "top_names": top_names(st["text"])})
         for m in methods:
             specs.append({"story": i, "method": m, "path": str(path), "model": model, "window": window,
-                          "words": words})
+                          "words": words, "fresh": fresh})
     cost = {"docstream": 0, "stream": 1, "truncate": 2}
     specs.sort(key=lambda s: (cost[s["method"]], -info[s["story"]]["chars"]))
     result: dict[str, Any] = {
         "data": str(data or default_data()), "model": model_name(model), "window": window, "words": words,
-        "methods": methods,
+        "methods": methods, "fresh": fresh,
         "stories": info, "jobs": jobs, "torch_threads_per_job": threads_per_job(jobs) if jobs > 1 else None,
         "cores": cores(), "load_avg_start": round(os.getloadavg()[0], 2), "complete": False, "rows": []}
     json_path = out_dir / "summary.json"

@@ -84,13 +84,15 @@ def bench_summary(data: Annotated[Optional[Path], typer.Option(
                   out: Annotated[Path, typer.Option(help="Output folder (texts/, summary.json).")]
                   = Path("bench-out/summary"),
                   words: Annotated[int, typer.Option(help="Target words of every method's summary.")] = 120,
+                  fresh: Annotated[bool, typer.Option(help="docstream: make each book summary now from the stored "
+                                                           "chapter lines and notes (reads reused).")] = False,
                   window: Window = 2048, jobs: Jobs = 1,
                   model: Model = None, json_out: Json = False) -> None:
     """Plot summaries of SQuALITY stories by docstream, truncate and stream: ROUGE, faithfulness, coverage."""
     from ..bench import summary as sb
 
     res = sb.run(data, stories=stories, methods=_csv(methods), model=model, window=window, words=words, out=out,
-                 jobs=jobs)
+                 jobs=jobs, fresh=fresh)
     sb.print_report(res, as_json=json_out)
 
 

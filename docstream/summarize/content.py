@@ -166,13 +166,14 @@ def is_vacuous(sentence: str, source: str, names: frozenset | set | None = None)
 
 def loops(sentence: str) -> bool:
     """The sentence goes round in circles: of 4+ content words fewer than half are distinct (stemmed), a word
-    is doubled ("endless endless"), or a run of three words comes back ("the human species is the human
+    is doubled ("endless endless"; a name may be: "Vee Vee"), or a run of three words comes back ("the human species is the human
     species")."""
     words = [_stem(w) for w in content_words(sentence)]
     if len(words) >= 4 and len(set(words)) * 2 < len(words):
         return True
-    low = [w.lower() for w in _WORD.findall(sentence)]
-    if any(a == b and len(a) > 2 for a, b in zip(low, low[1:])):
+    found = _WORD.findall(sentence)
+    low = [w.lower() for w in found]
+    if any(a == b and a.islower() and len(a) > 2 for a, b in zip(found, found[1:])):  # not "Vee Vee": a name
         return True
     runs = [tuple(low[i:i + 3]) for i in range(len(low) - 2)]
     return len(set(runs)) < len(runs)

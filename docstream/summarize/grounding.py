@@ -1,8 +1,9 @@
 """Grounding: a small model invents, so every generated summary sentence is checked against the source.
 
 Design choices:
-- `grounded()` keeps the sentences whose capitalised words (a name, a place) all occur in the source; it drops
-  repeats, list lead-ins and markers (a summary is prose), loops, and sentences about the text instead of the
+- `grounded()` keeps the sentences whose capitalised words (a name, a place) all occur in the source and whose
+  content words mostly do (`content.grounding` >= 0.5: "She is a skilled and cunning sorceress" is invented
+  when the story never says so); it drops repeats, list lead-ins and markers (a summary is prose), loops, and sentences about the text instead of the
   story (`content.META`, the one maintained list of such phrases: the gate of chapter lines uses it too).
 - When nothing survives, the source sentences themselves stand in (`fallback`), grounded too when that leaves
   anything: an extractive line beats an invented one.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from ..backend.base import Backend
 from ..read.tags import join_lead
 from ..text.sentences import split_sentences
-from .content import loops, meta_phrase
+from .content import MIN_GROUNDING, grounding, loops, meta_phrase
 
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
 _NUMBERED = re.compile(r"(?:^|(?<=[:.!?]\s))\d{1,2}[.)]\s+(?=\S)")  # "1. " opening a list item
@@ -44,6 +45,9 @@ def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
         if not key or key in seen or sent.endswith(":") or meta_phrase(sent) or loops(sent):
             continue
         if any(w not in source for w in _CAP.findall(sent)):
+            continue
+        g = grounding(sent, source)
+        if g is not None and g < MIN_GROUNDING:  # most of its words are not the source's: invented
             continue
         if not re.search(r"[.!?]$", sent) and keep:  # an unfinished last sentence (hit the token cap)
             continue
