@@ -1,16 +1,15 @@
 """int4 weights for decoding: the `int4` weight format (CPU).
 
 Design choices:
-- Decoding a token reads every weight once, so at batch 1 its speed is the bytes read per token: fp32 reads
-  ~540 MB, bf16 ~270 MB, int4 ~75 MB. The output head alone (49,152 × 576, tied to the embeddings) is a fifth
-  of the model and cost more than the 30 layers' other matrices together in bf16 (`docstream bench engine`).
+- Decoding a token reads every weight once: fp32 reads ~540 MB, bf16 ~270 MB, int4 ~75 MB (+28 MB for the
+  int8 output head, 49,152 × 576, a fifth of the model).
 - Groups of 32 weights along the input dimension, each with its own scale and offset (asymmetric, min/max):
   the layout of the GGUF's own Q4_1 blocks the embedded model ships as, so requantizing its dequantized
   weights gives back the same 4-bit values (up to the bf16 rounding of scale and offset).
 - torch's CPU kernels (`_convert_weight_to_int4pack_for_cpu`, `_weight_int4pack_mm_for_cpu`) take bf16 inputs,
-  so the model computes in bf16. They win for a few rows only (a decode step of 1–`SMALL_ROWS` rows); a prefill
-  chunk of hundreds of rows is faster through the bf16 matrix kernels, so every layer keeps its bf16 weight
-  too (+75 MB next to 270 MB) and `Int4Linear.forward` picks by the number of rows.
+  so the model computes in bf16. They win for a decode step (1–`SMALL_ROWS` rows: measured equal to bf16 at 16
+  rows, faster below); a prefill chunk of hundreds of rows is faster through the bf16 matrix kernels, so
+  every layer keeps its bf16 weight too (+100 MB next to 270 MB) and `forward` picks by the number of rows.
 - The output head (tied to the embeddings) is not Q4_1 in the GGUF (up to 30 distinct values in a block of 32):
   requantized to int4 it cost perplexity, so it gets int8 weights, one scale per row (`Int8Linear`). The
   embedding lookup stays bf16 (a lookup reads one row a token).
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 
 GROUP = 32  # weights per scale/offset pair: a GGUF Q4_1 block
-SMALL_ROWS = 4  # at most this many rows go through the int4 kernel; more take the bf16 weight
+SMALL_ROWS = 16  # at most this many rows go through the int4 kernel; more take the bf16 weight
 
 
 def quantize(w: torch.Tensor, group: int = GROUP) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,9 +50,8 @@ class Int4Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        assert linear.bias is None, "Llama projections have no bias"
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight = linear.weight  # bf16 (N, K); shared with the embeddings for the tied output head
+        self.weight, self.bias = linear.weight, linear.bias  # bf16 (N, K), (N,) or None
         packed, sz = quantize(linear.weight.detach())
         self.register_buffer("packed", packed, persistent=False)
         self.register_buffer("scales_and_zeros", sz, persistent=False)
@@ -61,9 +59,11 @@ class Int4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (B*T, K)
         if rows.shape[0] > SMALL_ROWS:
-            return nn.functional.linear(x, self.weight)
+            return nn.functional.linear(x, self.weight, self.bias)
         out = torch.ops.aten._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16).contiguous(), self.packed, GROUP,
                                                         self.scales_and_zeros)  # (B*T, N)
+        if self.bias is not None:
+            out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
@@ -73,9 +73,8 @@ class Int8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        assert linear.bias is None, "the output head has no bias"
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight = linear.weight  # bf16 (N, K), tied to the embeddings
+        self.weight, self.bias = linear.weight, linear.bias  # bf16 (N, K) (the head's: tied to the embeddings)
         w = linear.weight.detach().float()
         scale = (w.abs().amax(-1) / 127).clamp(min=1e-8)  # (N,)
         self.register_buffer("q", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8), persistent=False)
@@ -84,8 +83,10 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (B*T, K)
         if rows.shape[0] > SMALL_ROWS:
-            return nn.functional.linear(x, self.weight)
+            return nn.functional.linear(x, self.weight, self.bias)
         out = torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), self.q, self.scale)
+        if self.bias is not None:
+            out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
 

@@ -14,12 +14,12 @@ Design choices:
             perplexity as fp32 (`docstream bench engine`);
     int8  - int8 weights (one scale per output channel) with inputs quantized per call: faster still, but the
             per-call input scale costs perplexity on this model (see the README's engine table).
-  `auto` = bf16 on cuda, and on a CPU with native bf16 matrix instructions (AMX-BF16 or AVX512-BF16, read from
-  /proc/cpuinfo): there `docstream bench engine` measured bf16 prefill at 2.4× fp32 and batched decode at 1.7×
-  with perplexity +0.1 % (batch-1 decode 0.8×). Other CPUs get fp16w, which needs no bf16 arithmetic. The
-  embedding table of fp16w/int8 stays fp32 (a lookup reads one row a token). A third CPU format computes in
-  bf16: int4 - int4 weights in groups of 32 (the GGUF's own Q4_1 blocks) for decoding, the bf16 weights for
+  The embedding table of fp16w/int8 stays fp32 (a lookup reads one row a token). A third CPU format computes
+  in bf16: int4 - int4 weights in groups of 32 (the GGUF's own Q4_1 blocks) for decoding, the bf16 weights for
   prefill (`int4.py`).
+  `auto` = bf16 on cuda; int4 on a CPU with native bf16 matrix instructions (AMX-BF16 or AVX512-BF16, read
+  from /proc/cpuinfo): there `docstream bench engine` measured its prefill as bf16's (2× fp32), batch-1 decode
+  at ~2.6× bf16 and ~3× fp32, perplexity +0.2 %. Other CPUs get fp16w, which needs no bf16 arithmetic.
 - `weight_format()` decides the format without importing torch, because it is part of the index identity and
   `notes`/`search` must not load torch; `load()` takes the decided format, so the two always agree.
 """
@@ -164,12 +164,12 @@ def _cpu_has_bf16() -> bool:
 
 
 def weight_format(dtype: str = "auto", device: str = "auto") -> str:
-    """The weight format `load` will use: `dtype` itself when given, else bf16 on cuda or on a CPU with native
-    bf16 instructions, fp16w on other CPUs."""
+    """The weight format `load` will use: `dtype` itself when given, else bf16 on cuda, int4 on a CPU with
+    native bf16 instructions, fp16w on other CPUs."""
     fmt = _ALIASES.get(dtype, dtype)
     if fmt == "auto":
         on_cuda = device.startswith("cuda") or (device == "auto" and _cuda_present())
-        return "bf16" if on_cuda or _cpu_has_bf16() else "fp16w"
+        return "bf16" if on_cuda else "int4" if _cpu_has_bf16() else "fp16w"
     if fmt not in FORMATS:
         raise SettingsError(f"unknown dtype '{dtype}' — use auto, {', '.join(FORMATS)}")
     if fmt in CPU_ONLY and device.startswith(("cuda", "mps")):

@@ -70,7 +70,7 @@ def _book_row(name: str, lines: list[dict]) -> dict[str, Any]:
 
 
 def run(files: list[Path] | None = None, books: tuple[str, ...] = (), model: str | None = None,
-        window: int = 2048, progress: bool = True) -> dict[str, Any]:
+        window: int = 2048, progress: bool = True, dtype: str = "auto") -> dict[str, Any]:
     """Read (if needed) and measure every book; returns {books: [per-book row], total, lines, seconds}."""
     import docstream
 
@@ -78,7 +78,7 @@ def run(files: list[Path] | None = None, books: tuple[str, ...] = (), model: str
     res: dict[str, Any] = {"model": None, "window": window, "books": [], "lines": []}
     all_lines: list[dict] = []
     for path in book_files(files, books):
-        doc = docstream.open(path, model=model, window=window)
+        doc = docstream.open(path, model=model, window=window, dtype=dtype)
         res["model"] = doc.model
         if progress:
             print(f"{path.name}: {'index found' if doc.is_read() else 'reading…'}", file=sys.stderr, flush=True)

@@ -99,8 +99,8 @@ def _cell(doc: Any, q: dict[str, Any], mode: str, generate: bool, max_tokens: in
 
 def run(data: str | Path = DEFAULT_DATA, corpus: str | Path = DEFAULT_CORPUS, modes: tuple[str, ...] = DEFAULT_MODES,
         books: tuple[str, ...] = (), model: str | None = None, window: int = 2048, generate: bool = True,
-        max_tokens: int = 48, out: str | Path | None = None, progress: bool = True, reader: str = "forks"
-        ) -> dict[str, Any]:
+        max_tokens: int = 48, out: str | Path | None = None, progress: bool = True, reader: str = "forks",
+        dtype: str = "auto") -> dict[str, Any]:
     import docstream
 
     bad = [m for m in modes if m not in MODES]
@@ -117,7 +117,7 @@ def run(data: str | Path = DEFAULT_DATA, corpus: str | Path = DEFAULT_CORPUS, mo
     cells: list[dict[str, Any]] = []
     reads: dict[str, float] = {}
     for book, bqs in by_book.items():
-        doc = docstream.open(book_path(Path(corpus), book), model=model, window=window)
+        doc = docstream.open(book_path(Path(corpus), book), model=model, window=window, dtype=dtype)
         t0 = time.perf_counter()
         if "docstream" in modes:
             doc.ensure_read(progress=progress)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import Jobs, Json, Model, Window, handle_errors
+from .options import Dtype, Jobs, Json, Model, Window, handle_errors
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (see README).")
 
@@ -102,12 +102,13 @@ def bench_chapters(files: Annotated[Optional[list[Path]], typer.Argument(
                        help="Books to measure [default: ../shared/corpus/gutenberg/*.txt].")] = None,
                    books: Annotated[str, typer.Option(help="Only books whose file name contains one of these "
                                                            "(comma-separated).")] = "",
-                   window: Window = 2048, model: Model = None, json_out: Json = False) -> None:
+                   window: Window = 2048, model: Model = None, dtype: Dtype = "auto",
+                   json_out: Json = False) -> None:
     """Chapter lines per book (read if needed): lines found, vacuous lines, grounding in their chapter."""
     from ..bench import chapters
 
-    chapters.print_report(chapters.run(files or None, books=tuple(_csv(books)), model=model, window=window),
-                          as_json=json_out)
+    chapters.print_report(chapters.run(files or None, books=tuple(_csv(books)), model=model, window=window,
+                                       dtype=dtype), as_json=json_out)
 
 
 @bench_app.command("read")
@@ -156,12 +157,12 @@ def bench_qa(data: Annotated[Path, typer.Option(help="QA dev set (.jsonl).")] = 
              out: Annotated[Optional[Path], typer.Option(help="Also write every cell to this JSON file.")] = None,
              reader: Annotated[str, typer.Option(help="docstream's reader: forks (each candidate window read "
                                                       "alone) or window (one prompt).")] = "forks",
-             window: Window = 2048, model: Model = None, json_out: Json = False) -> None:
+             window: Window = 2048, model: Model = None, dtype: Dtype = "auto", json_out: Json = False) -> None:
     """Detail questions over whole novels: retrieval and citation recall, accuracy and latency per mode."""
     from ..bench import qa
 
     res = qa.run(data, corpus, modes=tuple(_csv(modes)), books=tuple(_csv(books)), model=model, window=window,
-                 generate=answer, out=out, reader=reader)
+                 generate=answer, out=out, reader=reader, dtype=dtype)
     qa.print_report(res, as_json=json_out)
 
 
