@@ -19,9 +19,9 @@ Sinks = Annotated[int, typer.Option(help="Attention-sink tokens kept at the star
 ChunkTokens = Annotated[int, typer.Option("--chunk-tokens", help="Tokens per chunk (0 = window/4).")]
 IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index file (default: in the cache dir).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-Dtype = Annotated[str, typer.Option(help="Weight format: auto (bf16 on cuda or a CPU with native bf16, else "
-                                         "fp16w), fp32, fp16w (fp16 weights, fp32 compute), int8, bf16, fp16 or int4 (int4 weights for "
-                                         "decoding, bf16 compute; CPU).")]
+Dtype = Annotated[str, typer.Option(help="Weight format: auto (bf16 on cuda, int4 on a CPU with native bf16, "
+                                         "else fp16w), fp32, fp16w (fp16 weights, fp32 compute), int8, bf16, fp16 "
+                                         "or int4 (int4 weights for decoding, bf16 compute; CPU).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 Backend = Annotated[str, typer.Option(help="local (this machine), or openai for an OpenAI-compatible server "
