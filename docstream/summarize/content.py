@@ -54,6 +54,7 @@ META = (
     "is highlighted", "are highlighted", "highlights the", "is contrasted", "are contrasted", "touches on",
     "the idea of", "refer to", "main people", "is explained", "are explained", "a symbol of", "fictional",
     "a reminder", "is revealed to", "are revealed to", "revealed as", "revealed through", "transcriber",
+    "the story follows", "the story also", "is set in",
 )
 _META = re.compile(r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in META)
                    + r"|about\s+\d+\s+words)\b", re.I)  # and the length asked for, echoed: "in about 120 words"
