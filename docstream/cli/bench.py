@@ -170,7 +170,8 @@ def bench_qa(data: Annotated[Path, typer.Option(help="QA dev set (.jsonl).")] = 
 @handle_errors
 def bench_engine(file: Annotated[Path, typer.Argument(help="Text to measure on (a Gutenberg novel).")],
                  formats: Annotated[str, typer.Option(help="Weight formats, each in its own process: some of "
-                                                           "fp32,fp16w,int8,bf16,fp16,int4.")] = "fp32,fp16w,int8,bf16,int4",
+                                                           "fp32,fp16w,int8,bf16,fp16,int4.")]
+                 = "fp32,fp16w,int8,bf16,int4",
                  tokens: Annotated[int, typer.Option(help="Tokens prefilled and scored.")] = 4096,
                  new_tokens: Annotated[int, typer.Option("--new-tokens", help="Tokens decoded per row.")] = 48,
                  reference: Annotated[Optional[str], typer.Option(

@@ -124,7 +124,8 @@ def chapter_lines(index: Any, text: str, book: str) -> list[tuple[Any, Any]]:
         if ch.char_end > ch.char_start:
             line = s.text if s.method == "model" else ""
             line, method = gate(line, text[ch.char_start:ch.char_end], book, strict=True)
-            s = replace(s, text=line, method=method)
+            if line:  # a chapter without a sentence to stand in keeps its stored line
+                s = replace(s, text=line, method=method)
         out.append((ch, s))
     return out
 

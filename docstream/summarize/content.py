@@ -11,13 +11,17 @@ Design choices:
   content words has grounding None.
 - `is_vacuous(sentence, source)`: the sentence talks about the text instead of the events — it contains one of
   the maintained `META` phrases ("narrative", "is described", "the passage", "style", …) — or it says nothing
-  checkable: no content word, grounding < `MIN_GROUNDING` (0.5), or a loop (of 4+ content words, fewer than
-  half distinct: "the human species is the human race").
+  checkable: no content word, grounding < `MIN_GROUNDING` (0.5), or a loop (of 4+ content words fewer than
+  half distinct, a doubled word, or a 3-word run that comes back: "the human species is the human species").
+- `gate(…, strict=True)`, for chapter lines, also asks grounding >= `LINE_GROUNDING` (0.75) and no name or
+  number the chapter lacks (`invented`): on the six novels the lines between 0.5 and 0.75 were nonsense
+  ("In this chapter, Time Traveller, a brilliant scientist, is transported to the future").
 - `key_sentence(text)`: the extractive fallback, the sentence of `text` that shares the most of the text's
   frequent content words and names (weighted by how much more often the text uses them than the book), with
-  dialogue scored down; very short sentences, fragments (lowercase start), headings (Title Case), bracketed notes
-  and sentences with a `META` phrase (a transcriber's note) left out; cut to about `KEY_WORDS` words at a clause boundary. Its words
-  are always the book's own words in the book's order (whitespace collapsed, quote marks around it dropped).
+  dialogue scored down; very short sentences, fragments (lowercase start), headings (Title Case), bracketed
+  notes and sentences with a `META` phrase (a transcriber's note) left out; cut to about `KEY_WORDS` words at a
+  clause boundary. Its words are always the book's own words in the book's order (whitespace collapsed, quote
+  marks around it dropped).
 - Profiles of a source (its stem counts and names) are cached by the source string: a chapter's lines are
   measured against the same text many times.
 """
@@ -167,8 +171,8 @@ def is_vacuous(sentence: str, source: str, names: frozenset | set | None = None)
 
 def loops(sentence: str) -> bool:
     """The sentence goes round in circles: of 4+ content words fewer than half are distinct (stemmed), a word
-    is doubled ("endless endless"; a name may be: "Vee Vee"), or a run of three words comes back ("the human species is the human
-    species")."""
+    is doubled ("endless endless"; a name may be: "Vee Vee"), or a run of three words comes back ("the human
+    species is the human species")."""
     words = [_stem(w) for w in content_words(sentence)]
     if len(words) >= 4 and len(set(words)) * 2 < len(words):
         return True
