@@ -45,49 +45,53 @@ def dequantize(packed_q: torch.Tensor, sz: torch.Tensor, k: int, group: int = GR
     return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, packed_q, group, sz).t().contiguous()
 
 
-class Int4Linear(nn.Module):
-    """A Linear layer with int4 weights for a few rows and its bf16 weight for many."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight, self.bias = linear.weight, linear.bias  # bf16 (N, K), (N,) or None
-        packed, sz = quantize(linear.weight.detach())
-        self.register_buffer("packed", packed, persistent=False)
-        self.register_buffer("scales_and_zeros", sz, persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)  # (B*T, K)
-        if rows.shape[0] > SMALL_ROWS:
-            return nn.functional.linear(x, self.weight, self.bias)
-        out = torch.ops.aten._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16).contiguous(), self.packed, GROUP,
-                                                        self.scales_and_zeros)  # (B*T, N)
-        if self.bias is not None:
-            out = out + self.bias
-        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
-
-
-class Int8Linear(nn.Module):
-    """A Linear layer with int8 weights (one scale per output row) for a few rows and its bf16 weight for many:
-    the output head, which the GGUF does not hold as Q4_1 blocks."""
+class _FewRows(nn.Module):
+    """A Linear layer whose compact weights serve calls of at most `SMALL_ROWS` rows; more take its bf16 weight."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias  # bf16 (N, K) (the head's: tied to the embeddings)
-        w = linear.weight.detach().float()
-        scale = (w.abs().amax(-1) / 127).clamp(min=1e-8)  # (N,)
-        self.register_buffer("q", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8), persistent=False)
-        self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
+
+    def small(self, rows: torch.Tensor) -> torch.Tensor:  # (M, K) bf16 -> (M, N)
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (B*T, K)
         if rows.shape[0] > SMALL_ROWS:
             return nn.functional.linear(x, self.weight, self.bias)
-        out = torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), self.q, self.scale)
+        out = self.small(rows.to(torch.bfloat16).contiguous())  # (B*T, N)
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+class Int4Linear(_FewRows):
+    """int4 weights in groups of `GROUP` for a few rows."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear)
+        packed, sz = quantize(linear.weight.detach())
+        self.register_buffer("packed", packed, persistent=False)
+        self.register_buffer("scales_and_zeros", sz, persistent=False)
+
+    def small(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales_and_zeros)
+
+
+class Int8Linear(_FewRows):
+    """int8 weights, one scale per output row, for a few rows: the output head, which the GGUF does not hold as
+    Q4_1 blocks."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__(linear)
+        w = linear.weight.detach().float()
+        scale = (w.abs().amax(-1) / 127).clamp(min=1e-8)  # (N,)
+        self.register_buffer("q", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8), persistent=False)
+        self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
+
+    def small(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(rows, self.q, self.scale)
 
 
 def int4_weights(model: Any) -> Any:
