@@ -295,8 +295,7 @@ class Document:
     def _chapter_lines(self, ix: Any) -> list[tuple[Any, Any]]:
         from .summarize import chapter_lines
 
-        text = self.source.text
-        return chapter_lines(ix, text, text[self.source.body_start:self.source.body_end] or text)
+        return chapter_lines(ix, self.source.text, self.source.body or self.source.text)
 
     def summary(self, level: str = "book", length: str = "medium", words: int | None = None,
                 fresh: bool = False) -> Any:

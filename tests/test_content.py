@@ -132,4 +132,5 @@ def test_the_key_sentence_is_never_a_heading_a_fragment_or_an_editors_note():
             "[Transcriber’s note: the Rabbit and the Bill are spelled as in the 1866 edition of the Rabbit book.] "
             "The Rabbit sent Bill down the chimney, and Bill flew out of the chimney like a rocket. "
             "The Rabbit and Bill sat down.")
-    assert content.key_sentence(text) == "The Rabbit sent Bill down the chimney, and Bill flew out of the chimney like a rocket."
+    assert content.key_sentence(text) == ("The Rabbit sent Bill down the chimney, and Bill flew out of the chimney "
+                                          "like a rocket.")

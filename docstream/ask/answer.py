@@ -165,16 +165,18 @@ def _window_matrix(index: Any, count: int) -> tuple[list[tuple[int, int]], Any]:
     """The index's window spans and (N, 384) vectors, unpacked once per state of the index file (path, window
     count, modification time): a batch of questions on one book reads them once. An in-memory index is read
     every time."""
-    key = (str(index.path), count, index.path.stat().st_mtime_ns) if index.path is not None else None
-    if key is None or key not in _MATRICES:
-        from ..index import dense
+    from ..index import dense
 
+    def load() -> tuple[list[tuple[int, int]], Any]:
         spans, blobs = index.windows()
-        found = (spans, dense.unpack(blobs))
-        if key is None:
-            return found
+        return spans, dense.unpack(blobs)
+
+    if index.path is None:
+        return load()
+    key = (str(index.path), count, index.path.stat().st_mtime_ns)
+    if key not in _MATRICES:
         _MATRICES.clear()  # one book at a time: a batch over many books keeps one matrix, not all
-        _MATRICES[key] = found
+        _MATRICES[key] = load()
     return _MATRICES[key]
 
 

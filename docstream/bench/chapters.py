@@ -45,7 +45,7 @@ def measure_book(doc: Any) -> dict[str, Any]:
         chapters = {c.index: c for c in ix.chapters()}
     stored = {s.chapter: s for _, s in doc.chapter_lines()}
     text = doc.source.text
-    book = text[doc.source.body_start:doc.source.body_end] or text
+    book = doc.source.body or text
     names = content.profile(book).names
     lines = []
     for idx, ch in sorted(chapters.items()):

@@ -148,7 +148,8 @@ def build_hierarchy(index: Any, engine: Backend, doc: Any, titles: dict[int, str
         chunk_ids = [n.chunk for n in notes if n.chapter == ch]
         text = chapter_summary(engine, doc.title, title, by_chapter[ch], window, doc.text)
         a, b = spans.get(ch, (0, 0))
-        text, method = gate(text, doc.text[a:b], book, strict=True)  # a vacuous line: the chapter's key sentence instead
+        # a vacuous or invented line: the chapter's key sentence instead
+        text, method = gate(text, doc.text[a:b], book, strict=True)
         index.add_summary("chapter", text, min(chunk_ids), max(chunk_ids), chapter=ch, method=method)
         made = True
         yield ("chapter", title, text)
