@@ -35,6 +35,7 @@ from transformers.cache_utils import DynamicLayer
 
 from .compat import cache_kwargs
 from .generate import _Detok, _eos_ids, block_repeats
+from .lean import lean
 from .sink_cache import SinkCache, _hf
 
 
@@ -152,6 +153,7 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
                            v0.new_zeros(B, v0.shape[1], cap, v0.shape[-1]), Lmax) for _ in forks[0].kv]
     cache = DynamicCache(config=model.config)
     cache.layers = layers
+    fast = lean(model)
     mask = torch.zeros(B, cap, dtype=torch.long, device=k0.device)  # (B, cap): 1 where a row has a token
     pos = torch.zeros(B, dtype=torch.long, device=k0.device)  # next position of every row
     eos = _eos_ids(model, tokenizer)
@@ -166,7 +168,7 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
         tid = int(block_repeats(logits, detoks[i].ids, no_repeat_ngram, f.avoid).argmax(-1))
         if tid in eos or len(detoks[i].ids) >= f.max_new_tokens:
             return None
-        f.logprob += float(torch.log_softmax(logits, -1)[tid])
+        f.logprob += float(logits[tid] - torch.logsumexp(logits, -1))  # log-softmax of the one token
         f.scored += 1
         out[i] += detoks[i].push(tid)
         generated += 1
@@ -214,9 +216,12 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
             mask = torch.cat([mask, mask.new_zeros(mask.shape[0], 64)], dim=1)
         mask[:, n] = 1
         nxt = torch.tensor(feed, device=k0.device)  # (B_live,)
-        logits = model(input_ids=nxt.unsqueeze(1), position_ids=pos.unsqueeze(1),
-                       attention_mask=mask[:, :n + 1], use_cache=True, **cache_kwargs(model, cache),
-                       logits_to_keep=1).logits[:, -1].float().cpu()  # (B_live, V)
+        if fast is not None:
+            logits = fast.step(nxt, pos, cache, mask[:, :n + 1]).cpu()  # (B_live, V)
+        else:
+            logits = model(input_ids=nxt.unsqueeze(1), position_ids=pos.unsqueeze(1),
+                           attention_mask=mask[:, :n + 1], use_cache=True, **cache_kwargs(model, cache),
+                           logits_to_keep=1).logits[:, -1].float().cpu()  # (B_live, V)
         pos = pos + 1
         feed = [take(i, logits[r]) for r, i in enumerate(live)]
     for i, d in enumerate(detoks):

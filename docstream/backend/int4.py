@@ -56,9 +56,12 @@ class _FewRows(nn.Module):
     def small(self, rows: torch.Tensor) -> torch.Tensor:  # (M, K) bf16 -> (M, N)
         raise NotImplementedError
 
+    def compact(self) -> bool:
+        return True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (B*T, K)
-        if rows.shape[0] > SMALL_ROWS:
+        if rows.shape[0] > SMALL_ROWS or not self.compact():
             return nn.functional.linear(x, self.weight, self.bias)
         out = self.small(rows.to(torch.bfloat16).contiguous())  # (B*T, N)
         if self.bias is not None:
@@ -74,6 +77,9 @@ class Int4Linear(_FewRows):
         packed, sz = quantize(linear.weight.detach())
         self.register_buffer("packed", packed, persistent=False)
         self.register_buffer("scales_and_zeros", sz, persistent=False)
+
+    def compact(self) -> bool:
+        return self.packed is not None  # None: a fused copy serves the decode step (`lean.py`)
 
     def small(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales_and_zeros)

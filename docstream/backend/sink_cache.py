@@ -36,6 +36,7 @@ from transformers.cache_utils import DynamicLayer
 
 from ..errors import SettingsError
 from .compat import cache_kwargs
+from .lean import lean
 
 
 @dataclass
@@ -264,7 +265,9 @@ class SinkCache(DynamicCache):
         self.make_room(n)
         pos = self.next_positions(n, batch=B)  # (B, n)
         input_ids = input_ids.to(pos.device)
-        if logits is None:
+        if n == 1 and logits == "last" and (fast := lean(model)) is not None:
+            out = fast.step(input_ids[:, 0], pos[:, 0], self, None)  # (B, V)
+        elif logits is None:
             model.model(input_ids=input_ids, position_ids=pos, use_cache=True, **cache_kwargs(model.model, self))
             out = None
         else:
