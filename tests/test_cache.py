@@ -113,6 +113,21 @@ def test_logits_equal_full_forward_while_it_fits(tiny_lm):
     assert (last - full2).abs().max() > 1e-4
 
 
+def test_one_token_feeds_write_in_place(tiny_lm):
+    """A decode step writes one slot of the layer's buffer (no copy of the cache), and the result equals the
+    fresh forward of the same tokens."""
+    m = tiny_lm.model
+    ids = ids_(40, seed=11)
+    c = SinkCache(m, sinks=4, window=64, max_pinned=0)
+    c.feed(m, ids[:, :30], logits=None)
+    c.feed(m, ids[:, 30:31])
+    where = [layer.keys.data_ptr() for layer in c.layers]
+    for i in range(31, 40):
+        c.feed(m, ids[:, i:i + 1])
+    assert [layer.keys.data_ptr() for layer in c.layers] == where
+    torch.testing.assert_close(c.layers[1].keys, fresh(m, ids).layers[1].keys, atol=1e-4, rtol=0)
+
+
 def test_pinned_survives_evictions_and_can_be_replaced(tiny_lm):
     m = tiny_lm.model
     doc, pin1, pin2 = ids_(400, seed=4), ids_(10, seed=5), ids_(6, seed=6)

@@ -177,10 +177,12 @@ def bench_engine(file: Annotated[Path, typer.Argument(help="Text to measure on (
                  reference: Annotated[Optional[str], typer.Option(
                      help="Add a reference row: llama.cpp (needs llama-cpp-python).")] = None,
                  threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
+                 rounds: Annotated[int, typer.Option(help="Measure every format this many times, interleaved; "
+                                                          "keep each speed's best round.")] = 1,
                  model: Model = None, json_out: Json = False) -> None:
     """Prefill and decode tok/s (batch 1 and 8), sink-cache perplexity and peak RSS of every weight format."""
     from ..bench import engine
 
     res = engine.run(str(file), formats=tuple(_csv(formats)), tokens=tokens, new_tokens=new_tokens, model=model,
-                     threads=threads, reference=reference)
+                     threads=threads, reference=reference, rounds=rounds)
     typer.echo(json.dumps(res, indent=2) if json_out else engine.format_report(res))
