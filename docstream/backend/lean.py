@@ -9,10 +9,10 @@ Design choices:
 - Only the decode step (one new token per row) takes this path; prefill keeps the transformers forward, whose
   large matrix products dominate there. `SinkCache.feed` (one token) and `decode_forks` call `step()`.
 - The projections sharing an input are fused: q|k|v into one matrix product, gate|up into another (7 → 4 per
-  layer). In the `int4` format the fused weights are quantized from the same bf16 weights with the same groups
-  of 32 along the input, so they hold exactly the values the separate layers held, whose compact copies are then
-  dropped (`Int4Linear` falls back to its bf16 weight). For plain Linear layers the fused matrix is built once
-  and the layers' weights become views of it (no second copy).
+  layer). The fused matrix is built once and the layers' weights become views of it (no second copy). In the
+  `int4` format it is also quantized with the same groups of 32 along the input, so it holds exactly the int4
+  values the separate layers held, whose compact copies are then dropped (`Int4Linear` falls back to its bf16
+  weight); like them, the step takes the int4 copy for at most `int4.SMALL_ROWS` rows, the bf16 one above.
 - The arithmetic follows the transformers Llama code: RMSNorm in fp32 cast back to the model's dtype, rotary
   cos/sin computed in fp32 (with `attention_scaling`) and cast, attention through SDPA with grouped KV heads,
   residual adds in the model's dtype. Logits agree with the transformers forward (tested on a random Llama).
@@ -67,24 +67,24 @@ def supported(model: Any) -> str | None:
 
 
 class _Fused:
-    """Linear layers that share one input, as one matrix product: (M, K) -> (M, sum N)."""
+    """Linear layers that share one input, as one matrix product: (M, K) -> (M, sum N). The fused matrix is
+    built once and the layers' weights become views of it (no second copy); int4 layers also get one int4 copy
+    of it, for calls of at most `int4.SMALL_ROWS` rows."""
 
     def __init__(self, *linears: Any):
-        self.int4 = isinstance(linears[0], int4.Int4Linear)
-        weight = torch.cat([lin.weight.detach() for lin in linears])  # (sum N, K)
-        if self.int4:
-            self.packed, self.sz = int4.quantize(weight)
+        self.weight, at = torch.cat([lin.weight.detach() for lin in linears]), 0  # (sum N, K)
+        for lin in linears:
+            n = lin.weight.shape[0]
+            lin.weight = nn.Parameter(self.weight[at:at + n], requires_grad=False)
+            at += n
+        self.packed = self.sz = None
+        if isinstance(linears[0], int4.Int4Linear):
+            self.packed, self.sz = int4.quantize(self.weight)
             for lin in linears:
                 lin.packed = lin.scales_and_zeros = None  # this copy serves their few-row calls
-            return
-        self.weight, at = weight, 0
-        for lin in linears:  # the layers keep working, on views of the fused matrix
-            n = lin.weight.shape[0]
-            lin.weight = nn.Parameter(weight[at:at + n], requires_grad=False)
-            at += n
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (M, K) in the model's dtype
-        if self.int4:
+        if self.packed is not None and x.shape[0] <= int4.SMALL_ROWS:
             return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, int4.GROUP, self.sz)
         return F.linear(x, self.weight)
 
@@ -139,7 +139,8 @@ class Lean:
             g, u = gate_up(self._norm(x, ln2)).chunk(2, dim=-1)  # (B, F) each
             x = x + down(F.silu(g) * u)
         x = self._norm(x, self.final_norm)
-        out = self.head.small(x) if isinstance(self.head, int4.Int8Linear) else F.linear(x, self.head.weight)
+        few = isinstance(self.head, int4.Int8Linear) and B <= int4.HEAD_ROWS
+        out = self.head.small(x) if few else F.linear(x, self.head.weight)
         return out.to(torch.promote_types(out.dtype, torch.float32))  # (B, V), at least fp32
 
 

@@ -50,11 +50,13 @@ def _perplexity(lm: Any, ids: list[int], spec: dict) -> float:
     bf16 ones): before the first decode step, which moves them into the fused copies of `backend/lean.py`."""
     from ..backend import int4
 
-    small, int4.SMALL_ROWS = int4.SMALL_ROWS, (10**9 if lm.weights == "int4" else int4.SMALL_ROWS)
+    rows = int4.SMALL_ROWS, int4.HEAD_ROWS
+    if lm.weights == "int4":
+        int4.SMALL_ROWS = int4.HEAD_ROWS = 10**9
     try:
         return _score(lm.model, ids, "sink", spec["sinks"], spec["window"], spec["chunk"], 10**9)["ppl"]
     finally:
-        int4.SMALL_ROWS = small
+        int4.SMALL_ROWS, int4.HEAD_ROWS = rows
 
 
 def measure(spec: dict) -> dict:
