@@ -72,11 +72,14 @@ class _Fused:
     of it, for calls of at most `int4.SMALL_ROWS` rows."""
 
     def __init__(self, *linears: Any):
-        self.weight, at = torch.cat([lin.weight.detach() for lin in linears]), 0  # (sum N, K)
-        for lin in linears:
-            n = lin.weight.shape[0]
-            lin.weight = nn.Parameter(self.weight[at:at + n], requires_grad=False)
-            at += n
+        if len(linears) == 1:
+            self.weight = linears[0].weight.detach()  # (N, K)
+        else:
+            self.weight, at = torch.cat([lin.weight.detach() for lin in linears]), 0  # (sum N, K)
+            for lin in linears:
+                n = lin.weight.shape[0]
+                lin.weight = nn.Parameter(self.weight[at:at + n], requires_grad=False)
+                at += n
         self.packed = self.sz = None
         if isinstance(linears[0], int4.Int4Linear):
             self.packed, self.sz = int4.quantize(self.weight)
