@@ -18,8 +18,9 @@ Design choices:
   in bf16: int4 - int4 weights in groups of 32 (the GGUF's own Q4_1 blocks) for decoding, the bf16 weights for
   prefill (`int4.py`).
   `auto` = bf16 on cuda; int4 on a CPU with native bf16 matrix instructions (AMX-BF16 or AVX512-BF16, read
-  from /proc/cpuinfo): there `docstream bench engine` measured its prefill as bf16's (2.4× fp32), batch-1 decode
-  at 2.3× bf16 and 1.6× fp32, perplexity +0.2 %. Other CPUs get fp16w, which needs no bf16 arithmetic.
+  from /proc/cpuinfo): there `docstream bench engine --rounds 3` measured its prefill at 2.1× fp32 (the bf16
+  weights), batch-1 decode at 3.5× bf16 and 2.7× fp32 (55 tok/s, all three through `lean.py`), perplexity
+  +0.2 %. Other CPUs get fp16w, which needs no bf16 arithmetic.
 - `weight_format()` decides the format without importing torch, because it is part of the index identity and
   `notes`/`search` must not load torch; `load()` takes the decided format, so the two always agree.
 """
