@@ -7,11 +7,12 @@ Design choices:
   the layout of the GGUF's own Q4_1 blocks the embedded model ships as, so requantizing its dequantized
   weights gives back the same 4-bit values (up to the bf16 rounding of scale and offset).
 - torch's CPU kernels (`_convert_weight_to_int4pack_for_cpu`, `_weight_int4pack_mm_for_cpu`) take bf16 inputs,
-  so the model computes in bf16. They win for a decode step of a few rows; from about 8 rows on the bf16
-  matrix kernels are as fast (measured over 30 layers' gate|up weights: int4 166 / 540 / 1,175 us at 1 / 8 /
-  16 rows, bf16 641 / 580 / 579 us), so every layer keeps its bf16 weight too (+100 MB next to 270 MB) and
-  `forward` picks by the number of rows: int4 up to `SMALL_ROWS`, int8 for the head up to `HEAD_ROWS` (its
-  crossover is lower: 5.1 ms int8 vs 9.5 ms bf16 at 4 rows, 20 vs 10 ms at 16).
+  so the model computes in bf16. They win for a decode step of a few rows and lose for many (over 30 layers'
+  gate|up weights: int4 166 / 540 / 1,175 us at 1 / 8 / 16 rows, bf16 641 / 580 / 579 us; the int8 head 5.1 /
+  13.6 / 20.3 ms at 4 / 8 / 16 rows, bf16 9.5 / 9.1 / 9.9 ms), so every layer keeps its bf16 weight too
+  (+100 MB next to 270 MB) and `forward` picks by the number of rows. The compact weights serve up to
+  `SMALL_ROWS` = 16 rows, the reader's note batch, although bf16 would be faster from 8: a row's result must
+  not depend on how many rows share its step (a document read in a batch writes the notes it writes alone).
 - The output head (tied to the embeddings) is not Q4_1 in the GGUF (up to 30 distinct values in a block of 32):
   requantized to int4 it cost perplexity, so it gets int8 weights, one scale per row (`Int8Linear`). The
   embedding lookup stays bf16 (a lookup reads one row a token).
@@ -24,8 +25,7 @@ import torch
 from torch import nn
 
 GROUP = 32  # weights per scale/offset pair: a GGUF Q4_1 block
-SMALL_ROWS = 8  # at most this many rows go through the int4 kernel; more take the bf16 weight
-HEAD_ROWS = 4  # the same for the int8 output head
+SMALL_ROWS = 16  # at most this many rows go through the compact kernels; more take the bf16 weight
 
 
 def quantize(w: torch.Tensor, group: int = GROUP) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +49,7 @@ def dequantize(packed_q: torch.Tensor, sz: torch.Tensor, k: int, group: int = GR
 
 
 class _FewRows(nn.Module):
-    """A Linear layer whose compact weights serve calls of at most `most()` rows; more take its bf16 weight."""
+    """A Linear layer whose compact weights serve calls of at most `SMALL_ROWS` rows; more take its bf16 weight."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -59,15 +59,9 @@ class _FewRows(nn.Module):
     def small(self, rows: torch.Tensor) -> torch.Tensor:  # (M, K) bf16 -> (M, N)
         raise NotImplementedError
 
-    def compact(self) -> bool:
-        return True
-
-    def most(self) -> int:
-        return SMALL_ROWS
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (B*T, K)
-        if rows.shape[0] > self.most() or not self.compact():
+        if rows.shape[0] > SMALL_ROWS:
             return nn.functional.linear(x, self.weight, self.bias)
         out = self.small(rows.to(torch.bfloat16).contiguous())  # (B*T, N)
         if self.bias is not None:
@@ -84,9 +78,6 @@ class Int4Linear(_FewRows):
         self.register_buffer("packed", packed, persistent=False)
         self.register_buffer("scales_and_zeros", sz, persistent=False)
 
-    def compact(self) -> bool:
-        return self.packed is not None  # None: a fused copy serves the decode step (`lean.py`)
-
     def small(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP, self.scales_and_zeros)
 
@@ -101,9 +92,6 @@ class Int8Linear(_FewRows):
         scale = (w.abs().amax(-1) / 127).clamp(min=1e-8)  # (N,)
         self.register_buffer("q", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8), persistent=False)
         self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
-
-    def most(self) -> int:
-        return HEAD_ROWS
 
     def small(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int8pack_mm(rows, self.q, self.scale)

@@ -11,8 +11,10 @@ Design choices:
 - The projections sharing an input are fused: q|k|v into one matrix product, gate|up into another (7 → 4 per
   layer). The fused matrix is built once and the layers' weights become views of it (no second copy). In the
   `int4` format it is also quantized with the same groups of 32 along the input, so it holds exactly the int4
-  values the separate layers held, whose compact copies are then dropped (`Int4Linear` falls back to its bf16
-  weight); like them, the step takes the int4 copy for at most `int4.SMALL_ROWS` rows, the bf16 one above.
+  values of the separate layers; like them, the step takes the int4 copy for at most `int4.SMALL_ROWS` rows,
+  the bf16 one above. The layers keep their own int4 copies (+55 MB): the transformers path then computes the
+  same whether or not a decode step ran before in the process (a batch read in one process equals the same
+  documents read by separate workers), and `bench engine` scores perplexity through them.
 - The arithmetic follows the transformers Llama code: RMSNorm in fp32 cast back to the model's dtype, rotary
   cos/sin computed in fp32 (with `attention_scaling`) and cast, attention through SDPA with grouped KV heads,
   residual adds in the model's dtype. Logits agree with the transformers forward (tested on a random Llama).
@@ -68,7 +70,7 @@ def supported(model: Any) -> str | None:
 
 class _Fused:
     """Linear layers that share one input, as one matrix product: (M, K) -> (M, sum N). The fused matrix is
-    built once and the layers' weights become views of it (no second copy); int4 layers also get one int4 copy
+    built once and the layers' weights become views of it (no second copy); int4 layers also get an int4 copy
     of it, for calls of at most `int4.SMALL_ROWS` rows."""
 
     def __init__(self, *linears: Any):
@@ -83,8 +85,6 @@ class _Fused:
         self.packed = self.sz = None
         if isinstance(linears[0], int4.Int4Linear):
             self.packed, self.sz = int4.quantize(self.weight)
-            for lin in linears:
-                lin.packed = lin.scales_and_zeros = None  # this copy serves their few-row calls
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (M, K) in the model's dtype
         if self.packed is not None and x.shape[0] <= int4.SMALL_ROWS:
@@ -142,7 +142,7 @@ class Lean:
             g, u = gate_up(self._norm(x, ln2)).chunk(2, dim=-1)  # (B, F) each
             x = x + down(F.silu(g) * u)
         x = self._norm(x, self.final_norm)
-        few = isinstance(self.head, int4.Int8Linear) and B <= int4.HEAD_ROWS
+        few = isinstance(self.head, int4.Int8Linear) and B <= int4.SMALL_ROWS
         out = self.head.small(x) if few else F.linear(x, self.head.weight)
         return out.to(torch.promote_types(out.dtype, torch.float32))  # (B, V), at least fp32
 

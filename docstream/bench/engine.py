@@ -47,16 +47,14 @@ def _decode_rate(engine: Any, ids: list[int], batch: int, new_tokens: int) -> tu
 
 def _perplexity(lm: Any, ids: list[int], spec: dict) -> float:
     """Sink-cache perplexity. int4 is scored through its int4 weights (which decoding uses; prefill takes the
-    bf16 ones): before the first decode step, which moves them into the fused copies of `backend/lean.py`."""
+    bf16 ones)."""
     from ..backend import int4
 
-    rows = int4.SMALL_ROWS, int4.HEAD_ROWS
-    if lm.weights == "int4":
-        int4.SMALL_ROWS = int4.HEAD_ROWS = 10**9
+    small, int4.SMALL_ROWS = int4.SMALL_ROWS, (10**9 if lm.weights == "int4" else int4.SMALL_ROWS)
     try:
         return _score(lm.model, ids, "sink", spec["sinks"], spec["window"], spec["chunk"], 10**9)["ppl"]
     finally:
-        int4.SMALL_ROWS, int4.HEAD_ROWS = rows
+        int4.SMALL_ROWS = small
 
 
 def measure(spec: dict) -> dict:
