@@ -88,10 +88,11 @@ def test_bad_weight_formats_are_one_line_errors(home, tiny_dir, short_text):
 
 def test_bench_engine_measures_every_format_side_by_side(home, tiny_dir, short_text):
     res = runner.invoke(app, ["bench", "engine", str(short_text), "--formats", "fp32,fp16w", "--tokens", "96",
-                              "--new-tokens", "4", "-m", str(tiny_dir), "--json"])
+                              "--new-tokens", "4", "--rounds", "2", "-m", str(tiny_dir), "--json"])
     assert res.exit_code == 0, res.output
-    rows = {r["format"]: r for r in json.loads(res.stdout)["rows"]}
-    assert set(rows) == {"fp32", "fp16w"}
+    out = json.loads(res.stdout)
+    rows = {r["format"]: r for r in out["rows"]}
+    assert set(rows) == {"fp32", "fp16w"} and len(out["rows"]) == 2 and out["rounds"] == 2  # one row a format
     for r in rows.values():
         assert r["prefill_tok_s"] > 0 and r["decode_b1_tok_s"] > 0 and r["decode_b8_tok_s"] > 0
         assert r["peak_rss_mb"] > 0 and r["ppl_sink"] > 1
@@ -99,6 +100,8 @@ def test_bench_engine_measures_every_format_side_by_side(home, tiny_dir, short_t
     assert abs(rows["fp16w"]["ppl_vs_fp32"] - 1) < 0.01  # fp16 weights: the same perplexity
     bad = runner.invoke(app, ["bench", "engine", str(short_text), "--formats", "fp8", "-m", str(tiny_dir)])
     assert bad.exit_code == 2 and "unknown format" in bad.stderr
+    bad = runner.invoke(app, ["bench", "engine", str(short_text), "--rounds", "0", "-m", str(tiny_dir)])
+    assert bad.exit_code == 2 and "--rounds 0: use at least 1" in bad.stderr
 
 
 # ---------------------------------------------------------------------------------------------- int4
