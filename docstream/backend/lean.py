@@ -101,9 +101,11 @@ class Lean:
         self.dtype = self.embed.weight.dtype
         self.H, self.H_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.D = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.inv_freq, self.scaling = inner.rotary_emb.inv_freq.float(), inner.rotary_emb.attention_scaling
-        self.eps = torch.tensor([cfg.rms_norm_eps])
-        self.sign = torch.ones(self.D, dtype=self.dtype)  # rotate_half(x) = roll(x, D/2) * sign
+        dev = self.embed.weight.device  # the step's constants live where the weights do
+        self.inv_freq = inner.rotary_emb.inv_freq.float().to(dev)
+        self.scaling = inner.rotary_emb.attention_scaling
+        self.eps = torch.tensor([cfg.rms_norm_eps], device=dev)
+        self.sign = torch.ones(self.D, dtype=self.dtype, device=dev)  # rotate_half(x) = roll(x, D/2) * sign
         self.sign[: self.D // 2] = -1
         self.blocks = [(layer.input_layernorm.weight, _Fused(a.q_proj, a.k_proj, a.v_proj), _Fused(a.o_proj),
                         layer.post_attention_layernorm.weight, _Fused(m.gate_proj, m.up_proj), _Fused(m.down_proj))
