@@ -79,3 +79,15 @@ def test_an_index_read_without_windows_gets_them_at_the_first_question(home, tin
     doc.ask(PARAPHRASE, max_tokens=4)
     with Index.open(doc.index_path) as ix:
         assert ix.window_count() > 20
+
+
+@needs_model
+def test_bf16_encoding_keeps_the_vectors_and_their_order():
+    fp32 = dense.Embedder(dense.model_dir(), bf16=False)
+    bf16 = dense.Embedder(dense.model_dir(), bf16=True)
+    texts = ["The Rabbit took a watch out of its waistcoat-pocket.", "Alice fell down a very deep well.",
+             "The Queen shouted: off with her head!", PARAPHRASE] * (dense.BF16_FROM // 4)  # enough for bf16
+    a, b = fp32.encode(texts), bf16.encode(texts)
+    assert not (a == b).all()  # bf16 really ran
+    assert ((a * b).sum(1) > 0.999).all()
+    assert dense.top(b[3], b[:3], 3) == dense.top(a[3], a[:3], 3)

