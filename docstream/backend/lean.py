@@ -127,8 +127,8 @@ class Lean:
         return (emb.cos() * self.scaling).to(self.dtype), (emb.sin() * self.scaling).to(self.dtype) * self.sign
 
     def step(self, ids: torch.Tensor, pos: torch.Tensor, cache: Any, mask: torch.Tensor | None) -> torch.Tensor:
-        """ids, pos (B,) -> logits (B, V) in fp32 (or wider); appends one token per row to `cache`. mask (B, L+1) (1 where a
-        cached column is attended, the new token included) or None (every column)."""
+        """ids, pos (B,) -> logits (B, V) in fp32 (or wider); appends one token per row to `cache`.
+        mask (B, L+1): 1 where a cached column is attended, the new token included; None: every column."""
         B, H, H_kv, D = ids.shape[0], self.H, self.H_kv, self.D
         cos, sin = self._rotary(pos)
         attend = None if mask is None or bool(mask.all()) else mask.bool()[:, None, None, :]  # (B, 1, 1, L+1)
