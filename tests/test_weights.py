@@ -50,7 +50,7 @@ def test_weight_format_is_decided_without_torch_and_checked(monkeypatch):
     from docstream.backend import model
 
     for native, fmt in ((True, "int4"), (False, "fp16w")):  # bf16 compute only where the CPU has it natively
-        monkeypatch.setattr(model, "_cpu_has_bf16", lambda native=native: native)
+        monkeypatch.setattr(model, "cpu_has_bf16", lambda native=native: native)
         assert weight_format("auto", "cpu") == fmt
     assert weight_format("auto", "cuda") == "bf16"
     assert weight_format("float32", "cpu") == "fp32"
@@ -70,7 +70,7 @@ def test_the_weight_format_is_part_of_the_index_identity(home, tiny_dir, short_t
                                    window=512).index_path
              for fmt in ("fp32", "fp16w", "int8", "bf16", "int4")}
     assert len(set(paths.values())) == 5
-    auto = "int4" if model._cpu_has_bf16() else "fp16w"
+    auto = "int4" if model.cpu_has_bf16() else "fp16w"
     assert docstream.open(short_text, model=str(tiny_dir), device="cpu", window=512).index_path == paths[auto]
     # an fp32 index made before weight formats existed (no "weights" key in its settings) is still found
     assert "weights" not in ReadSettings(weights="fp32").to_dict()

@@ -154,7 +154,7 @@ def _cuda_present() -> bool:
     return os.path.exists("/proc/driver/nvidia/version")
 
 
-def _cpu_has_bf16() -> bool:
+def cpu_has_bf16() -> bool:
     """Native bf16 matrix instructions on this CPU (AMX-BF16 or AVX512-BF16), known without importing torch."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -170,7 +170,7 @@ def weight_format(dtype: str = "auto", device: str = "auto") -> str:
     fmt = _ALIASES.get(dtype, dtype)
     if fmt == "auto":
         on_cuda = device.startswith("cuda") or (device == "auto" and _cuda_present())
-        return "bf16" if on_cuda else "int4" if _cpu_has_bf16() else "fp16w"
+        return "bf16" if on_cuda else "int4" if cpu_has_bf16() else "fp16w"
     if fmt not in FORMATS:
         raise SettingsError(f"unknown dtype '{dtype}' — use auto, {', '.join(FORMATS)}")
     if fmt in CPU_ONLY and device.startswith(("cuda", "mps")):

@@ -50,11 +50,11 @@ class Embedder:
     def __init__(self, path: Path, bf16: bool | None = None):
         from transformers import AutoModel, AutoTokenizer
 
-        from ..backend.model import _cpu_has_bf16
+        from ..backend.model import cpu_has_bf16
 
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
-        self.bf16 = _cpu_has_bf16() if bf16 is None else bf16  # compute in bf16 (fp32 weights, autocast)
+        self.bf16 = cpu_has_bf16() if bf16 is None else bf16  # compute in bf16 (fp32 weights, autocast)
 
     def encode(self, texts: list[str], batch: int = 64) -> np.ndarray:
         import torch
