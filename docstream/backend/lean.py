@@ -143,9 +143,7 @@ class Lean:
             x = x + o(att.reshape(B, H * D))
             g, u = gate_up(self._norm(x, ln2)).chunk(2, dim=-1)  # (B, F) each
             x = x + down(F.silu(g) * u)
-        x = self._norm(x, self.final_norm)
-        few = isinstance(self.head, int4.Int8Linear) and B <= int4.SMALL_ROWS
-        out = self.head.small(x) if few else F.linear(x, self.head.weight)
+        out = self.head(self._norm(x, self.final_norm))  # a compact head picks its weights by the row count
         return out.to(torch.promote_types(out.dtype, torch.float32))  # (B, V), at least fp32
 
 

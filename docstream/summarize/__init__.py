@@ -18,5 +18,4 @@ from .reduce import chapter_fork, chapter_prefill, chapter_summary, reduce
 
 __all__ = ["LENGTHS", "PART_WORDS", "Part", "book_forks", "book_groups", "book_inputs", "book_parts", "book_summary",
            "build_hierarchy", "chapter_fork", "chapter_lines", "chapter_prefill", "chapter_summary", "ground_part",
-           "grounded",
-           "join_parts", "main_people", "part_prefill", "reduce"]
+           "grounded", "join_parts", "main_people", "part_prefill", "reduce"]
