@@ -141,3 +141,18 @@ def test_forks_sharing_an_avoid_dict_do_not_copy_each_other(lm64):
         t.avoid = avoid  # an earlier note's words: neither row may write them again
     other, _ = decode_forks(lm64.model, lm64.tokenizer, [f], no_repeat_ngram=3)
     assert other[0] != same[0]
+
+
+def test_a_row_that_gives_up_stops_and_frees_its_slot(lm64):
+    """`give_up`: the row stops at the first text the test rejects (keeping that text); its slot goes to the
+    next fork, whose text is unchanged; fewer tokens are decoded."""
+    forks, refs = _forks_and_refs(lm64, n=4, stops=((),))
+    _, full = decode_forks(lm64.model, lm64.tokenizer, forks, no_repeat_ngram=3, width=2)
+    long = max(range(4), key=lambda i: len(refs[i]))
+    assert len(refs[long]) >= 3
+    cut = refs[long][:2]
+    forks[long].give_up = lambda text: text.startswith(cut)
+    texts, fewer = decode_forks(lm64.model, lm64.tokenizer, forks, no_repeat_ngram=3, width=2)
+    assert texts[long] != refs[long] and refs[long].startswith(texts[long]) and texts[long].startswith(cut)
+    assert [t for i, t in enumerate(texts) if i != long] == [r for i, r in enumerate(refs) if i != long]
+    assert fewer < full

@@ -64,6 +64,18 @@ def test_join_lead(lead, text, expected):
     assert join_lead(lead, text) == expected
 
 
+def test_a_note_gives_up_once_its_whole_words_talk_about_the_text():
+    from docstream.read.reader import _doomed
+
+    doomed = _doomed("Alice")
+    assert doomed("'s actions are described as")
+    assert not doomed("'s actions are described")  # the last word may still go on
+    assert doomed(" walks on. The narrative ")
+    assert not doomed(" follows the rabbit into a hole")
+    assert not doomed(" reads the narr")  # "narr…" may still become "narrow"
+    assert not doomed(" looks at the stylish")  # "style" only as a whole word
+
+
 def test_summaries_start_with_the_main_name():
     notes = ["Alice follows the White Rabbit.", "Alice falls down a hole.", "The Rabbit is late."]
     assert summarize.chapter_prefill(notes) == "In this chapter, Alice"

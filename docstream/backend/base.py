@@ -14,7 +14,7 @@ Design choices:
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 Fork = Any  # a backend's own deferred generation: `forks.Fork` locally, `openai.Request` remotely
@@ -36,7 +36,7 @@ class Stream(Protocol):
 
     def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), prefill: str = "",
              recent: int | None = None, sentence: bool = False, text: str = "",
-             avoid: dict | None = None) -> Fork: ...
+             avoid: dict | None = None, give_up: Callable[[str], bool] | None = None) -> Fork: ...
 
     def aside(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), prefill: str = "") -> str: ...
 

@@ -17,6 +17,8 @@ Design choices:
   positions), else leaves the batch at once (`select`), so long rows do not drag finished ones along.
 - Each row sums the log-probability of what it emits (before the repeat block), so `Fork.confidence` is the
   model's own belief in its answer.
+- A fork may carry a `give_up` test on its text so far (a note that already talks about "the narrative" will
+  be thrown away by the content gate): the row stops there and its slot goes to the next fork.
 - Greedy decoding with the same n-gram repeat block as `generate()`, so a batched note equals the note an
   aside would have written (up to float rounding in the padded attention). A fork may also carry n-grams of
   other texts to avoid (`Fork.avoid`): a note must not copy earlier notes or the pinned summary. Forks that
@@ -25,7 +27,7 @@ Design choices:
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +52,7 @@ class Fork:
     stop: tuple[str, ...] = ()
     sentence: bool = False  # stop after the first complete sentence
     avoid: dict[tuple[int, ...], set[int]] | None = None  # n-grams of other texts not to repeat (`ngram_index`)
+    give_up: Callable[[str], bool] | None = None  # true for a text so far that is already unusable: stop there
     logprob: float = 0.0  # sum of the log-probabilities of the tokens decoded
     scored: int = 0  # tokens in `logprob`
 
@@ -175,7 +178,8 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
         ids, avoid = detoks[i].ids, f.avoid
         if avoid is not None and no_repeat_ngram > 0 and len(ids) >= no_repeat_ngram:  # shared: rows avoid
             avoid.setdefault(tuple(ids[-no_repeat_ngram:-1]), set()).add(tid)  # each other's n-grams too
-        done = detoks[i].stopped or len(detoks[i].ids) >= f.max_new_tokens
+        done = detoks[i].stopped or len(detoks[i].ids) >= f.max_new_tokens \
+            or (f.give_up is not None and f.give_up(out[i]))
         return None if done else tid
 
     def place(r: int, i: int) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -183,11 +183,13 @@ class Stream:
         return self.engine.encode(prompt + self.engine.layout.assistant_open + prefill)
 
     def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), prefill: str = "",
-             recent: int | None = None, sentence: bool = False, text: str = "", avoid: dict | None = None) -> Any:
+             recent: int | None = None, sentence: bool = False, text: str = "", avoid: dict | None = None,
+             give_up: Callable[[str], bool] | None = None) -> Any:
         """An aside decoded later (`Engine.decode`): the cache state after `prompt` is copied out (with only the
         last `recent` window tokens, if given), the prompt removed again, and the stream goes on. `sentence`:
         stop after one complete sentence. `text`: document text fed first, in the same forward pass. `avoid`:
-        n-grams the output must not repeat (`Engine.ngrams`); forks sharing one dict also avoid each other's."""
+        n-grams the output must not repeat (`Engine.ngrams`); forks sharing one dict also avoid each other's.
+        `give_up(text so far)`: true stops decoding there (the output is already unusable)."""
         from .forks import fork
 
         ids = self._turn_ids(prompt, prefill)
@@ -199,7 +201,7 @@ class Stream:
             out = fork(self.model, self.cache, ids, max_new_tokens, stop, recent=recent, sentence=sentence,
                        text_ids=text_ids)
         self.prefilled += len(text_ids)
-        out.avoid = avoid
+        out.avoid, out.give_up = avoid, give_up
         return out
 
     def aside(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), prefill: str = "") -> str:

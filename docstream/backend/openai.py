@@ -29,7 +29,7 @@ import os
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -372,10 +372,13 @@ class RemoteStream:
         return Request(self.system, self.intro + window + prompt, max_new_tokens, tuple(stop), prefill, sentence)
 
     def fork(self, prompt: str, max_new_tokens: int, stop: tuple[str, ...] = (), prefill: str = "",
-             recent: int | None = None, sentence: bool = False, text: str = "", avoid: dict | None = None) -> Request:
+             recent: int | None = None, sentence: bool = False, text: str = "", avoid: dict | None = None,
+             give_up: Callable[[str], bool] | None = None) -> Request:
         """An aside decoded later (`RemoteEngine.decode`): the window as it is now (after `text`; its last
         `recent` tokens if given) + `prompt`. `sentence` stops at the first sentence end, as locally. `avoid`
-        (n-grams not to repeat) needs the logits, which a server does not expose: passing one is an error."""
+        (n-grams not to repeat) needs the logits, which a server does not expose: passing one is an error.
+        `give_up` only saves local decode steps; a server writes the whole sentence and the caller's gate
+        judges it as before."""
         if avoid is not None:
             raise SettingsError("the openai backend cannot block repeated n-grams (avoid=); pass avoid=None — the "
                                 "server's own repetition penalty plays that part")

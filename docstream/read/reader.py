@@ -16,7 +16,7 @@ Design choices:
   A note may not repeat any 4-gram of the last `RECENT_NOTES` notes, of the pinned rolling summary or of
   the notes decoded with it: a 135M model otherwise copies them, and every note of a chapter reads the same
   ("X is introduced as a mysterious and ancient ship"). Decoding stops at the first sentence end (or the
-  line end, or `note_tokens`);
+  line end, or `note_tokens`), or as soon as its words so far hold a `META` phrase: the gate would drop it;
   YAKE keywords and repeated capitalised names are added as tags (no download, deterministic).
 - Summaries are forks too, decoded with a later batch of notes once `SUMMARY_BATCH` are waiting (they run longer
   than notes, so their extra steps are shared): at each chapter end a
@@ -39,6 +39,7 @@ Design choices:
 """
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ CHAPTER_TOKENS = 64
 SUMMARY_BATCH = 4  # summary forks wait until this many can share the decode steps after the notes end
 RECENT_NOTES = 8  # a note may not repeat a 4-gram of the last notes or of the pinned summary (loops otherwise)
 POOL = 2  # forks waiting per decode row: a row whose note ended takes the next fork (continuous batching)
+_PARTIAL_WORD = re.compile(r"\w+$")  # a word that the next token may still lengthen ("style" of "stylish")
 NOTE_KEY_WORDS = 25  # an extractive note (the chunk's key sentence) is cut to about this many words
 @dataclass
 class ReadEvent:
@@ -86,6 +88,12 @@ class _Job:
     chunks: tuple[int, int] = (0, 0)  # chunk span a summary covers
     lead: str = ""  # words the output was started with (part of its prompt, so not in the decoded text)
     part: Any = None  # for a book summary part: its `summarize.Part` (inputs for the fallback, token cap)
+
+
+def _doomed(lead: str) -> Any:
+    """A note's `give_up` test: its whole words so far (after `lead`) already hold a `META` phrase, so the content
+    gate will replace it by the chunk's key sentence; decoding the rest of it would be wasted."""
+    return lambda text: content.meta_phrase(join_lead(lead, _PARTIAL_WORD.sub("", text))) is not None
 
 
 def _chapter_label(chunk: Any) -> str:
@@ -180,7 +188,7 @@ class Reader:
                                     prefill=prompts.get("note_prefill").render(name=lead).rstrip(),
                                     recent=self.settings.note_context, sentence=True,
                                     text=c.text,  # the chunk and its note prompt in one pass
-                                    avoid=self._avoid())
+                                    avoid=self._avoid(), give_up=_doomed(lead))
             self.fed += self.stream.prefilled - before
             jobs.append(_Job("note", fork, chunk=c, lead=lead))
             self.next += 1

@@ -77,6 +77,7 @@ fled:flee dug:dig swam:swim sang:sing drank:drink broke:break broken:break stole
 """.split())
 
 
+@lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     w = word.lower().strip("'’-")
     w = re.sub(r"['’]s$", "", w)
