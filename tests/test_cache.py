@@ -153,6 +153,16 @@ def test_pinned_survives_evictions_and_can_be_replaced(tiny_lm):
     check(pin1)
     c.set_pinned(m, pin2[0])  # shorter: window keys move left by 4
     check(pin2)
+    computed = []
+    inner = m.model.forward
+    m.model.forward = lambda *a, **k: computed.append(k["input_ids"].shape[1]) or inner(*a, **k)
+    try:
+        pin3 = torch.cat([pin2[:, :4], ids_(7, seed=9)], 1)  # shares pin2's first 4 tokens
+        c.set_pinned(m, pin3[0])
+    finally:
+        del m.model.forward
+    assert computed == [7], "the shared prefix's keys are kept, only the new tokens computed"
+    check(pin3)
     c.set_pinned(m, [])  # removing it entirely
     assert c.n_pinned == 0
     check(pin2[:, :0])

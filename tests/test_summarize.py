@@ -225,3 +225,31 @@ def test_vacuous_chapter_lines_are_stored_as_the_chapters_key_sentence(home, tin
     assert isinstance(made, str) and made.strip()
     with Index.open(doc.index_path) as ix:
         assert ix.latest_summary("book").text == stored
+
+
+def test_the_rolling_summary_grows_at_its_end_and_drops_its_oldest_parts_together(engine):
+    """New chapter lines go at the end (the pinned prefix before them is unchanged, so its keys are kept); when
+    the room is full the oldest lines go at once, down to `ROLL_REFILL` of it, not one per re-pin."""
+    from types import SimpleNamespace
+
+    from docstream.read.reader import ROLL_REFILL, Reader
+    from docstream.settings import ReadSettings
+
+    r = object.__new__(Reader)
+    r.engine, r.doc, r.settings = engine, SimpleNamespace(title="Alice"), ReadSettings(max_pinned=200)
+    r.total, r.partial, r.roll_start, r.chapter_text = 40, None, 0, {}
+    r.titles = {ch: f"Chapter {ch + 1}" for ch in range(12)}
+    budget = r.settings.max_pinned - engine.count(r._system("") + r._intro()) - 8
+    texts, cuts = [], 0
+    for ch in range(12):
+        r.last_noted = 3 * ch + 2
+        r.chapter_text[ch] = f"Alice meets the {['Rabbit', 'Queen', 'Duchess'][ch % 3]} and runs to the garden {ch}."
+        texts.append(r.rolling_text())
+        assert engine.count(texts[-1]) <= budget
+        assert texts[-1].endswith(f"Read {3 * ch + 3} of 40 passages.")
+        body, before = texts[-1].rsplit(" Read ", 1)[0], texts[-2].rsplit(" Read ", 1)[0] if ch else ""
+        if not body.startswith(before):  # a cut: the oldest lines went, down to the refill share
+            cuts += 1
+            assert engine.count(texts[-1]) <= budget * ROLL_REFILL
+    assert texts[-1].startswith("Chapter ") and "garden 11." in texts[-1]
+    assert 1 <= cuts <= 4  # 12 lines, about 5 fit: a cut every few chapters, not at every one

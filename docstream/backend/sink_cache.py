@@ -51,6 +51,7 @@ class _Book:
     stream_position: int = 0  # stream tokens appended so far (net of truncate)
     evicted: int = 0  # stream tokens evicted so far
     pinned_ids: list[int] = field(default_factory=list)
+    shared_pinned: bool = False  # every row's pinned region is `pinned_ids` (so a new one may reuse its prefix)
 
     @property
     def n_window(self) -> int:
@@ -313,7 +314,8 @@ class SinkCache(DynamicCache):
         return out
 
     def set_pinned(self, model: Any, token_ids: Any) -> None:
-        """Replace the pinned region by `token_ids` (list, (n,) or (B, n)); the window is shifted to match."""
+        """Replace the pinned region by `token_ids` (list, (n,) or (B, n)); the window is shifted to match. The
+        keys of a prefix the new region shares with the old one (one row for all) are kept, not recomputed."""
         model = _hf(model)
         ids = torch.as_tensor(token_ids, dtype=torch.long)
         ids = ids.unsqueeze(0) if ids.dim() == 1 else ids  # (B, P)
@@ -325,26 +327,34 @@ class SinkCache(DynamicCache):
         if b.n_sink < self.sinks:
             raise RuntimeError(f"feed at least {self.sinks} tokens (the sinks) before set_pinned")
         B = self.batch_size or ids.shape[0]
-        ids = ids.expand(B, P) if ids.shape[0] == 1 else ids
+        one_row = ids.shape[0] == 1
+        ids = ids.expand(B, P) if one_row else ids
         assert ids.shape[0] == B, f"pinned ids for batch {ids.shape[0]}, cache holds batch {B}"
         s, old = b.n_sink, b.n_pinned
+        same = 0  # leading tokens the old and new pinned regions share (their keys stay valid: causal)
+        if one_row and b.shared_pinned:
+            for a, c in zip(b.pinned_ids, ids[0].tolist()):
+                if a != c:
+                    break
+                same += 1
         win = []
         for layer in self.layers:
             if layer.is_initialized:
                 win.append((layer.keys[:, :, s + old:], layer.values[:, :, s + old:]))  # (B, H_kv, W, D)
-                layer.keys, layer.values = layer.keys[:, :, :s], layer.values[:, :, :s]
-        if P:
+                layer.keys, layer.values = layer.keys[:, :, :s + same], layer.values[:, :, :s + same]
+        if P > same:
             dev = self.layers[0].keys.device if self.layers[0].is_initialized else self.rotary_emb.inv_freq.device
-            pos = torch.arange(s, s + P, device=dev).unsqueeze(0).expand(B, P)  # (B, P)
+            pos = torch.arange(s + same, s + P, device=dev).unsqueeze(0).expand(B, P - same)  # (B, P - same)
             self._appending_pinned = True
             try:
-                model.model(input_ids=ids.to(pos.device), position_ids=pos, use_cache=True,
+                model.model(input_ids=ids[:, same:].to(pos.device), position_ids=pos, use_cache=True,
                             **cache_kwargs(model.model, self))
             finally:
                 self._appending_pinned = False
         for layer, (k, v) in zip(self.layers, win):
             layer.keys = torch.cat([layer.keys, k], dim=-2)
             layer.values = torch.cat([layer.values, v], dim=-2)
+        b.shared_pinned = one_row
         b.n_pinned, b.pinned_ids = P, ids[0].tolist()
         L = self.get_seq_length()
         self.rerotate(s + P, L, P - old)

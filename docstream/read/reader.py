@@ -22,8 +22,10 @@ Design choices:
   than notes, so their extra steps are shared): at each chapter end a
   chapter summary (from the chapter's notes), and every `summary_every` chunks inside a long chapter a
   "chapter so far" summary. The **rolling summary** pinned after the sinks is composed from these
-  model-written pieces — "passage X of Y", the latest chapter summaries that fit, the current chapter so
-  far — stored as level `rolling` and re-pinned each time one of them arrives (so it lags a few batches).
+  model-written pieces — the latest chapter summaries that fit, the current chapter so far, "read X of Y
+  passages" — stored as level `rolling` and re-pinned each time one of them arrives (so it lags a few
+  batches). New pieces go at its end, and when it is full the oldest are dropped down to 60 % of the room:
+  most re-pins then share a long prefix with the pinned region before, whose keys the cache keeps.
 - Each note commits in its own transaction; resuming starts at the first chunk without a note, after
   refilling the window with the text just before it, so a resumed read ends with the same chunks and notes.
 - Many documents read in lockstep (`drive` with several `Reader`s): each has its own stream; their forks
@@ -60,6 +62,7 @@ SUMMARY_BATCH = 4  # summary forks wait until this many can share the decode ste
 RECENT_NOTES = 8  # a note may not repeat a 4-gram of the last notes or of the pinned summary (loops otherwise)
 POOL = 2  # forks waiting per decode row: a row whose note ended takes the next fork (continuous batching)
 _PARTIAL_WORD = re.compile(r"\w+$")  # a word that the next token may still lengthen ("style" of "stylish")
+ROLL_REFILL = 0.6  # a full rolling summary drops its oldest parts down to this share of the pinned room
 NOTE_KEY_WORDS = 25  # an extractive note (the chunk's key sentence) is cut to about this many words
 @dataclass
 class ReadEvent:
@@ -121,6 +124,7 @@ class Reader:
             self.notes.setdefault(n.chapter, []).append((n.chunk, n.gist))
         self.chapter_text = {s.chapter: s.text for s in index.summaries("chapter")}
         self.partial: tuple[int, str] | None = None
+        self.roll_start = 0  # first chapter summary still in the rolling summary
         self.due: list[tuple[str, int]] = []  # summaries to fork at the next advance
         self.in_flight = 0  # jobs handed out by `advance` and not yet `complete`d
         self.book_wanted = not index.summaries("book")  # the book summary is forked once all else is done
@@ -290,19 +294,20 @@ class Reader:
         return text
 
     def rolling_text(self) -> str:
-        """The rolling summary: where we are, then the latest chapter summaries and the current chapter so far,
-        as many as fit the pinned region (most recent kept)."""
+        """The rolling summary: the latest chapter summaries and the current chapter so far, oldest first, then
+        where we are. When they outgrow the pinned region the oldest go, down to `ROLL_REFILL` of it: the
+        re-pins until the next such cut only add at the end, and the cache keeps the unchanged prefix's keys."""
         head = f"Read {self.last_noted + 1} of {self.total} passages."
         parts = [f"{self.titles.get(ch, '')}: {t}" for ch, t in sorted(self.chapter_text.items())]
         if self.partial:
             parts.append(f"{self.titles.get(self.partial[0], '')} (so far): {self.partial[1]}")
         budget = self.settings.max_pinned - self.engine.count(self._system("") + self._intro()) - 8
-        keep: list[str] = []
-        for p in reversed(parts):
-            if self.engine.count(" ".join([head, p, *keep])) > budget:
-                break
-            keep.insert(0, p)
-        return " ".join([head, *keep])
+        start = min(self.roll_start, len(parts))
+        if self.engine.count(" ".join([*parts[start:], head])) > budget:
+            while start < len(parts) and self.engine.count(" ".join([*parts[start:], head])) > budget * ROLL_REFILL:
+                start += 1
+        self.roll_start = start
+        return " ".join([*parts[start:], head])
 
     def _repin(self) -> None:
         if self.stream is None:
