@@ -253,6 +253,7 @@ def test_read_and_batch_harnesses_end_to_end(home, tiny_dir, short_text, tmp_pat
                        "--json").stdout)
     assert r["status"] == "done" and r["chunks"] > 2 and r["tokens"] > 0 and r["decode_tokens"] > 0
     assert r["ratio"] > 1  # notes and summaries cost something on top of the bare prefill of the same chunks
+    assert r["prefill_s"] == pytest.approx((r["prefill_before_s"] + r["prefill_after_s"]) / 2, abs=0.06)
     assert {"prefill", "decode"} <= set(r["seconds_in"])
     b = json.loads(run("bench", "batch", short_text, "--docs", "3", "--tokens", "200", "--width", "3",
                        "--window", "256", "-m", tiny_dir, "--json").stdout)
