@@ -497,24 +497,10 @@ def longer_text() -> str:
     return "ALICE, LESS ABRIDGED\n\n\n" + "\n".join(lines[9:80]) + "\n\n\n" + "\n".join(lines[221:290]) + "\n"
 
 
-def test_interrupted_read_resumes_to_the_same_index(tiny_dir, tmp_path, monkeypatch):
-    """SIGKILL and SIGINT at random points after reading started; each rerun resumes; the final index has exactly
-    the chunks and notes of the uninterrupted read. Ctrl-C exits 130 and says how to resume."""
-    from docstream import api
-
-    doc = tmp_path / "longer.txt"
-    doc.write_text(longer_text(), encoding="utf-8")
-    ref_home = new_home(tmp_path / "ref")
-    monkeypatch.setenv("DOCSTREAM_HOME", str(ref_home))
-    api._ENGINES.clear()
-    ref_index = Path(json.loads(cli("read", doc, "-m", tiny_dir, *SMALL, "--json").stdout)["index"])
-    ref = snapshot(ref_index)
-    assert len(ref["chunks"]) >= 15
-    home = new_home(tmp_path)
-    env = env_for(home)
-    index = home / "index" / ref_index.name  # same text, model and settings → same file name
-    cmd = ds("read", doc, "-m", tiny_dir, *SMALL, "--json")
-    rng = random.Random(20240607)
+def _interrupt(cmd: list[str], env: dict[str, str], index: Path, rng: random.Random, scale: float
+               ) -> tuple[list[tuple[int, str, str]], int, int]:
+    """Run the read, interrupting it with SIGINT, SIGKILL, SIGINT, SIGKILL (each `scale` × 0.1–1 s after it took
+    the writer lock), checking the index after each; returns (notes kept, SIGINTs, SIGKILLs) that landed."""
     kept: list[tuple[int, str, str]] = []  # notes present before a run: a resumed run must not redo them
     sigints = kills = 0
     lock = index.with_name(index.name + ".lock")
@@ -526,7 +512,7 @@ def test_interrupted_read_resumes_to_the_same_index(tiny_dir, tmp_path, monkeypa
             deadline = time.monotonic() + 120
             while proc.poll() is None and time.monotonic() < deadline and not _holds(lock, proc.pid):
                 time.sleep(0.05)  # reading started: this process holds the document's writer lock
-            time.sleep(rng.uniform(0.1, 1.0))  # the whole read takes several seconds
+            time.sleep(scale * rng.uniform(0.1, 1.0))  # the whole read takes several seconds
             if proc.poll() is None:
                 proc.send_signal(sig)
             out, err = proc.communicate(timeout=120)
@@ -550,6 +536,31 @@ def test_interrupted_read_resumes_to_the_same_index(tiny_dir, tmp_path, monkeypa
         assert snap["notes"][:len(kept)] == kept, "a resumed read rewrote notes it had already written"
         assert [n[0] for n in snap["notes"]] == list(range(len(snap["notes"]))), "notes must be written in order"
         kept = snap["notes"]
+    return kept, sigints, kills
+
+
+def test_interrupted_read_resumes_to_the_same_index(tiny_dir, tmp_path, monkeypatch):
+    """SIGKILL and SIGINT at random points after reading started; each rerun resumes; the final index has exactly
+    the chunks and notes of the uninterrupted read. Ctrl-C exits 130 and says how to resume."""
+    from docstream import api
+
+    doc = tmp_path / "longer.txt"
+    doc.write_text(longer_text(), encoding="utf-8")
+    ref_home = new_home(tmp_path / "ref")
+    monkeypatch.setenv("DOCSTREAM_HOME", str(ref_home))
+    api._ENGINES.clear()
+    ref_index = Path(json.loads(cli("read", doc, "-m", tiny_dir, *SMALL, "--json").stdout)["index"])
+    ref = snapshot(ref_index)
+    assert len(ref["chunks"]) >= 15
+    cmd = ds("read", doc, "-m", tiny_dir, *SMALL, "--json")
+    rng = random.Random(20240607)
+    for attempt in range(3):  # a read that ends before both signals were sent starts over, interrupted sooner
+        home = new_home(tmp_path / f"try{attempt}")
+        env = env_for(home)
+        index = home / "index" / ref_index.name  # same text, model and settings → same file name
+        kept, sigints, kills = _interrupt(cmd, env, index, rng, scale=0.5 ** attempt)
+        if kills and sigints:
+            break
     final = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
     assert json.loads(final.stdout)["status"] == "done"

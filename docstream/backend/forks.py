@@ -223,11 +223,11 @@ def decode_forks(model: Any, tokenizer: Any, forks: list[Fork], no_repeat_ngram:
         mask[:, n] = 1
         nxt = torch.tensor([0 if t is None else t for t in feed], device=k0.device)  # (B_rows,)
         if fast is not None:
-            logits = fast.step(nxt, pos, cache, mask[:, :n + 1]).cpu()  # (B_live, V)
+            logits = fast.step(nxt, pos, cache, mask[:, :n + 1]).cpu()  # (B_rows, V)
         else:
             logits = model(input_ids=nxt.unsqueeze(1), position_ids=pos.unsqueeze(1),
                            attention_mask=mask[:, :n + 1], use_cache=True, **cache_kwargs(model, cache),
-                           logits_to_keep=1).logits[:, -1].float().cpu()  # (B_live, V)
+                           logits_to_keep=1).logits[:, -1].float().cpu()  # (B_rows, V)
         pos = pos + 1
         feed = [None if feed[r] is None else take(i, logits[r]) for r, i in enumerate(live)]
     for i, d in enumerate(detoks):
