@@ -539,11 +539,16 @@ def _interrupt(cmd: list[str], env: dict[str, str], index: Path, rng: random.Ran
     return kept, sigints, kills
 
 
-def test_interrupted_read_resumes_to_the_same_index(tiny_dir, tmp_path, monkeypatch):
+def test_interrupted_read_resumes_to_the_same_index(tmp_path, monkeypatch):
     """SIGKILL and SIGINT at random points after reading started; each rerun resumes; the final index has exactly
     the chunks and notes of the uninterrupted read. Ctrl-C exits 130 and says how to resume."""
     from docstream import api
+    from docstream.backend.model import tiny
 
+    tiny_dir = tmp_path / "tiny"  # its own copy: the session's tiny model may have been changed by other tests
+    lm = tiny()
+    lm.model.save_pretrained(tiny_dir)
+    lm.tokenizer.save_pretrained(tiny_dir)
     doc = tmp_path / "longer.txt"
     doc.write_text(longer_text(), encoding="utf-8")
     ref_home = new_home(tmp_path / "ref")
