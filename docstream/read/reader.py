@@ -44,7 +44,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +95,7 @@ class _Job:
     part: Any = None  # for a book summary part: its `summarize.Part` (inputs for the fallback, token cap)
 
 
-def _doomed(lead: str) -> Any:
+def _doomed(lead: str) -> Callable[[str], bool]:
     """A note's `give_up` test: its whole words so far (after `lead`) already hold a `META` phrase, so the content
     gate will replace it by the chunk's key sentence; decoding the rest of it would be wasted."""
     return lambda text: content.meta_phrase(join_lead(lead, _PARTIAL_WORD.sub("", text))) is not None
@@ -304,10 +304,9 @@ class Reader:
         if self.partial:
             parts.append(f"{self.titles.get(self.partial[0], '')} (so far): {self.partial[1]}")
         budget = self.settings.max_pinned - self.engine.count(self._system("") + self._intro()) - 8
-        start = min(self.roll_start, len(parts))
-        if self.engine.count(" ".join([*parts[start:], head])) > budget:
-            while start < len(parts) and self.engine.count(" ".join([*parts[start:], head])) > budget * ROLL_REFILL:
-                start += 1
+        start, limit = min(self.roll_start, len(parts)), budget
+        while start < len(parts) and self.engine.count(" ".join([*parts[start:], head])) > limit:
+            start, limit = start + 1, budget * ROLL_REFILL  # once over, cut down to the refill share
         self.roll_start = start
         return " ".join([*parts[start:], head])
 
