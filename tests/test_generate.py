@@ -75,6 +75,15 @@ def test_detok_holds_back_partial_stop_and_utf8(tiny_lm):
     assert "".join(d.push(i) for i in ids) + d.flush() == text
 
 
+def test_detok_with_sentence_stops_after_the_first_sentence(tiny_lm):
+    """Notes and chapter lines end with their first sentence, its punctuation kept."""
+    tok = tiny_lm.tokenizer
+    d = _Detok(tok, ["\n"], sentence=True)
+    out = [d.push(i) for i in tok.encode("Weena fell asleep by the fire. Then the Morlocks came.",
+                                          add_special_tokens=False) if not d.stopped]
+    assert d.stopped and "".join(out).strip() == "Weena fell asleep by the fire."
+
+
 def test_stops_on_eos(tiny_lm):
     lm, prompt = tiny_lm, _prompt(tiny_lm)
     ids, gen = torch.tensor([prompt]), []

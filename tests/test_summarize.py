@@ -253,3 +253,38 @@ def test_the_rolling_summary_grows_at_its_end_and_drops_its_oldest_parts_togethe
             assert engine.count(texts[-1]) <= budget * ROLL_REFILL
     assert texts[-1].startswith("Chapter ") and "garden 11." in texts[-1]
     assert 1 <= cuts <= 4  # 12 lines, about 5 fit: a cut every few chapters, not at every one
+
+
+
+def test_a_chapter_line_is_one_sentence(engine):
+    """The chapter summary fork asks for one sentence and ends with its first one (`sentence`, as a note does;
+    the decoder stopping there is tested in test_generate), locally and as a remote request."""
+    from docstream import prompts
+    from docstream.backend.openai import RemoteEngine
+
+    notes = ["Pete met Gus on Mars.", "Gus went home."]
+    fork, start = summarize.chapter_fork(engine, "Mars", "I. Arrival", notes, 48, 400)
+    assert fork.sentence and fork.max_new_tokens == 48 and start == "In this chapter, Gus"
+    assert "in one sentence." in prompts.get("chapter_summary").render(title="t", chapter="c", notes="n")
+    remote = RemoteEngine.__new__(RemoteEngine)  # no server: only the request it would send
+    remote.count = engine.count
+    req, _ = summarize.chapter_fork(remote, "Mars", "I. Arrival", notes, 48, 400)
+    assert req.sentence and req.prefill == start
+
+
+def test_a_chapter_line_with_nothing_grounded_is_the_chapters_key_sentence(home, tiny_dir, short_text):
+    """A chapter whose notes fit one prompt: the tiny model's line is never grounded, so the stored line is the
+    chapter's key sentence, marked `extractive` (not its last notes passed off as the model's line)."""
+    import docstream
+    from docstream.summarize import content
+
+    doc = docstream.open(short_text, model=str(tiny_dir), window=1024, chunk_tokens=256)
+    doc.read()
+    text, body = doc.source.text, doc.source.body
+    with Index.open(doc.index_path) as ix:
+        spans = {c.index: (c.char_start, c.char_end) for c in ix.chapters()}
+        chs = ix.summaries("chapter")
+        noted = [n.chapter for n in ix.notes()]
+    assert len(chs) == len(spans) >= 2 and all(noted.count(s.chapter) > 1 for s in chs)
+    for s in chs:
+        assert (s.text, s.method) == (content.key_sentence(text[slice(*spans[s.chapter])], body), "extractive")

@@ -96,13 +96,14 @@ def fork(model: Any, cache: SinkCache, prompt_ids: Sequence[int], max_new_tokens
                 stop=tuple(stop), sentence=sentence)
 
 
-def prompt_fork(model: Any, prompt_ids: Sequence[int], max_new_tokens: int, stop: Sequence[str] = ()) -> Fork:
+def prompt_fork(model: Any, prompt_ids: Sequence[int], max_new_tokens: int, stop: Sequence[str] = (),
+                sentence: bool = False) -> Fork:
     """A fork of a fresh cache holding only `prompt_ids` (a one-off completion, batched with others)."""
     model = _hf(model)
     ctx = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
     assert len(prompt_ids) + max_new_tokens <= ctx, f"prompt of {len(prompt_ids)} tokens does not fit {ctx}"
     cache = SinkCache(model, sinks=0, window=len(prompt_ids), max_pinned=0, context=ctx)
-    return fork(model, cache, prompt_ids, max_new_tokens, stop)
+    return fork(model, cache, prompt_ids, max_new_tokens, stop, sentence=sentence)
 
 
 class _BufferLayer(DynamicLayer):

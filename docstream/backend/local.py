@@ -103,13 +103,14 @@ class Engine:
         return "".join(self.complete(system, user, max_new_tokens, stop, prefill)).strip()
 
     def prompt_fork(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = (),
-                    prefill: str = "") -> Any:
-        """A completion to decode later with `decode` (batched with others)."""
+                    prefill: str = "", sentence: bool = False) -> Any:
+        """A completion to decode later with `decode` (batched with others); `sentence`: it ends with its first
+        sentence."""
         from .forks import prompt_fork
 
         ids = self.encode(self.layout.render(system, user) + prefill)
         with self.timed("prompt_fork"):
-            return prompt_fork(self.lm.model, ids, max_new_tokens, stop)
+            return prompt_fork(self.lm.model, ids, max_new_tokens, stop, sentence)
 
     def confidence(self, forks: list[Any]) -> list[float | None]:
         """Mean log-probability per token of each decoded fork (`decode` first): the model's own confidence."""

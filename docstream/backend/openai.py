@@ -269,8 +269,8 @@ class RemoteEngine:
         return None
 
     def prompt_fork(self, system: str, user: str, max_new_tokens: int, stop: tuple[str, ...] = (),
-                    prefill: str = "") -> Request:
-        return Request(system, user, max_new_tokens, tuple(stop), prefill)
+                    prefill: str = "", sentence: bool = False) -> Request:
+        return Request(system, user, max_new_tokens, tuple(stop), prefill, sentence)
 
     def confidence(self, forks: list[Request]) -> list[float | None]:
         """Not known through the API: every answer is taken at face value (None)."""

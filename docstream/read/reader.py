@@ -57,7 +57,7 @@ from .tags import chunk_tags, join_lead, lead_name, parse_note
 
 NO_SUMMARY = "Nothing yet; this is the beginning."
 NOTE_STOP = ("<|im_end|>", "\n", "<|endoftext|>")
-CHAPTER_TOKENS = 64
+CHAPTER_TOKENS = 48
 SUMMARY_BATCH = 4  # summary forks wait until this many can share the decode steps after the notes end
 RECENT_NOTES = 8  # a note may not repeat a 4-gram of the last notes or of the pinned summary (loops otherwise)
 POOL = 3  # forks waiting per decode row: a row whose note ended takes the next fork (continuous batching). A
@@ -269,12 +269,13 @@ class Reader:
             elif len(self.notes[c.chapter]) % self.settings.summary_every == 0:
                 self.due.append(("partial", c.chapter))
             return [self.event("chunk", c.ordinal + 1, _chapter_label(c), gist)]
-        fallback = [g for _, g in self.notes.get(job.chapter, [])]
-        summary = summarize.grounded(join_lead(job.lead, text), self.doc.text, fallback=fallback[-2:])
+        fallback = [g for _, g in self.notes.get(job.chapter, [])][-2:]
         title = self.titles.get(job.chapter, "")
-        if job.kind == "chapter":
-            stored = self._store_chapter(job.chapter, job.chunks, summary)
+        if job.kind == "chapter":  # nothing grounded: the gate's key sentence (method "extractive"), not the notes
+            own = summarize.grounded(join_lead(job.lead, text), self.doc.text)
+            stored = self._store_chapter(job.chapter, job.chunks, own, fallback)
             return [self.event("chapter", self.last_noted + 1, title, stored)]
+        summary = summarize.grounded(join_lead(job.lead, text), self.doc.text, fallback=fallback)
         if self.chapter_text.get(job.chapter) is None:  # a partial that arrives after its chapter ended is moot
             self.partial = (job.chapter, summary)
             self._repin()
@@ -285,9 +286,13 @@ class Reader:
         a, b = self.spans.get(chapter, (0, 0))
         return self.doc.text[a:b] if b > a else " ".join(c.text for c in self.chunks if c.chapter == chapter)
 
-    def _store_chapter(self, chapter: int, span: tuple[int, int], text: str) -> str:
-        """Gate and store a chapter summary; returns the text stored."""
+    def _store_chapter(self, chapter: int, span: tuple[int, int], text: str, fallback: list[str] | None = None) -> str:
+        """Gate and store a chapter summary (the `fallback` notes when the chapter has no key sentence either);
+        returns the text stored."""
         text, method = content.gate(text, self._chapter_source(chapter), self.book, strict=True)
+        if not text:
+            notes = " ".join(fallback or [])
+            text, method = summarize.grounded(notes, self.doc.text) or notes, "model"
         self.index.add_summary("chapter", text, span[0], span[1], chapter=chapter, method=method)
         self.chapter_text[chapter] = text
         if self.partial and self.partial[0] == chapter:
