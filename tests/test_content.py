@@ -119,7 +119,8 @@ def test_the_strict_gate_of_chapter_lines_asks_more_than_not_vacuous():
     """Lines like those the model wrote for the six novels that are not vacuous by the measure but say little or
     invent: grounding under 0.75, a name the chapter does not have."""
     for line in ["In this chapter, Filby watched the lever in the dark forest and dreams of spaceships.",  # 0.67
-                 "In this chapter, Filby and Psychologist watched the lever."]:  # not in the chapter
+                 "In this chapter, Filby and Psychologist watched the lever.",  # not in the chapter
+                 "The lever", "In this chapter, Filby watched the lever and"]:  # not a whole sentence
         assert content.gate(line, CHAPTER)[1] == "model", line  # the plain gate (notes) keeps them
         assert content.gate(line, CHAPTER, strict=True) == (content.key_sentence(CHAPTER), "extractive"), line
     assert content.gate(EVENTS[1], CHAPTER, strict=True) == (EVENTS[1], "model")

@@ -13,9 +13,11 @@ Design choices:
   the maintained `META` phrases ("narrative", "is described", "the passage", "style", …) — or it says nothing
   checkable: no content word, grounding < `MIN_GROUNDING` (0.5), or a loop (of 4+ content words fewer than
   half distinct, a doubled word, or a 3-word run that comes back: "the human species is the human species").
-- `gate(…, strict=True)`, for chapter lines, also asks grounding >= `LINE_GROUNDING` (0.75) and no name or
-  number the chapter lacks (`invented`): on the six novels the lines between 0.5 and 0.75 were nonsense
-  ("In this chapter, Time Traveller, a brilliant scientist, is transported to the future").
+- `gate(…, strict=True)`, for chapter lines, also asks grounding >= `LINE_GROUNDING` (0.75) (on the six novels
+  the lines between 0.5 and 0.75 were nonsense: "In this chapter, Time Traveller, a brilliant scientist, is
+  transported to the future"), no name or number the chapter lacks (`invented`), and a whole sentence (`whole`:
+  four words or more, ending with its punctuation; read with one-sentence chapter lines, Frankenstein had the
+  lines "The stranger" and "The creature").
 - `key_sentence(text)`: the extractive fallback, the sentence of `text` that shares the most of the text's
   frequent content words and names (weighted by how much more often the text uses them than the book), with
   dialogue scored down; very short sentences, fragments (lowercase start), headings (Title Case), bracketed
@@ -37,6 +39,7 @@ from ..index.search import STOP_WORDS
 from ..text.sentences import split_sentences
 
 MIN_GROUNDING = 0.5
+LINE_WORDS = 4  # a chapter line the gate keeps (`strict`) is a whole sentence of at least this many words
 LINE_GROUNDING = 0.75  # a chapter line the gate keeps (`strict`): below it, the lines the model wrote were nonsense
 KEY_WORDS = 30
 # Talk about the text instead of the events. Matched case-insensitively as whole words; keep it maintained: add
@@ -222,6 +225,12 @@ def summarize_rows(rows: list[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- extractive
+def whole(sentence: str) -> bool:
+    """A whole sentence: `LINE_WORDS` words or more, ending with its punctuation (not "The stranger", nor a line
+    the token cap cut off)."""
+    return len(sentence.split()) >= LINE_WORDS and re.search(r"[.!?][\"'’”)]*$", sentence) is not None
+
+
 def _trim(sentence: str, most: int = KEY_WORDS) -> str:
     """At most about `most` words, cut after a clause (, ; : —) when it is longer; quote marks dropped at
     the edges; ends with a full stop."""
@@ -288,7 +297,7 @@ def gate(text: str, source: str, book: str | None = None, most: int = KEY_WORDS,
         if is_vacuous(sent, source, names):
             return False
         return not strict or ((grounding(sent, source, names) or 0.0) >= LINE_GROUNDING
-                              and invented(sent, source) is None)
+                              and invented(sent, source) is None and whole(sent))
 
     keep = [s for s in split_sentences(text) if ok(s)]
     if keep:
