@@ -20,7 +20,7 @@ Design choices:
   YAKE keywords and repeated capitalised names are added as tags (no download, deterministic).
 - Summaries are forks too, decoded with a later batch of notes once `SUMMARY_BATCH` are waiting (they run longer
   than notes, so their extra steps are shared): at each chapter end a
-  chapter summary (from the chapter's notes), and every `summary_every` chunks inside a long chapter a
+  chapter summary (one sentence, from the chapter's notes), and every `summary_every` chunks inside a long chapter a
   "chapter so far" summary. The **rolling summary** pinned after the sinks is composed from these
   model-written pieces — the latest chapter summaries that fit, the current chapter so far, "read X of Y
   passages" — stored as level `rolling` and re-pinned each time one of them arrives (so it lags a few
