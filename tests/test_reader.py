@@ -9,6 +9,7 @@ from docstream.ask.focus import Citation
 from docstream.ask.reader import UNSUPPORTED, Reading, added_words, choose, phrase, support
 from docstream.backend.local import Engine
 from docstream.render import citation_line
+from docstream.text.sentences import mostly_headings
 
 REPO = Path(__file__).resolve().parents[1]
 SENTENCE = "Further in the gallery was the huge skeleton barrel of a Brontosaurus. My museum hypothesis was confirmed."
@@ -88,7 +89,21 @@ def test_the_embedded_model_finds_reads_and_marks_a_detail(home, time_machine):
     top = ans.citations[0]
     assert "Brontosaurus" in top.quote and doc.source.text[top.char_start:top.char_end] == top.quote
     assert ans.mark and doc.source.text[ans.mark[0]:ans.mark[1]] == "Brontosaurus"
+    # the table of contents matches "Morlocks", "Darkness", "Time Traveller" (without the filter it was
+    # candidate [2] here), and is no candidate
+    other = doc.ask("What did the Morlocks' eyes shine like out of the darkness around the Time Traveller?",
+                    wait=False)
+    assert len(other.citations) >= 3 and not any(mostly_headings(c.quote) for c in other.citations)
     d = ans.to_dict()
     assert len(d["readings"]) == len(ans.citations) >= 2
     assert any(r["supported"] for r in d["readings"]) and d["mark"] == list(ans.mark)
 
+
+
+def test_a_table_of_contents_is_mostly_headings_and_prose_is_not():
+    text = (REPO / "samples" / "time-machine.txt").read_text(encoding="utf-8")
+    contents = text[text.index("CONTENTS"):text.index("CONTENTS") + 300]
+    assert mostly_headings(contents)
+    assert not mostly_headings("Here and there out of the darkness round me the Morlocks’ eyes shone like "
+                               "carbuncles. The camphor flickered and went out.")
+    assert not mostly_headings("XI. The Palace of Green Porcelain")  # a heading alone: too short to judge

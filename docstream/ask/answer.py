@@ -6,7 +6,9 @@ Design choices:
   nearest the question in meaning (`nearest`: embeddings stored at the end of the read, `index/dense.py`),
   and the best windows of the passages fused from chunk text, gists and rare words (`retrieve.py`,
   `focus.rank_windows`). On the QA dev set, window-level BM25 holds the gold sentence in its top 3 for every
-  lexical question; meaning finds paraphrased ones that share no word.
+  lexical question; meaning finds paraphrased ones that share no word. A window that is mostly headings (a
+  table of contents, a title page: `text.sentences.mostly_headings`) is never a candidate: it matches the
+  words of many questions ("Morlocks", "Darkness") and holds no answer.
 - The reader (`reader.py`, default `forks`): each candidate window alone in the answer prompt, all decoded
   as one batch; the answer kept is the first whose new words are in its window, else it is shown as a guess.
   Its window becomes citation [1], with the answer's span (`Answer.mark`).
@@ -30,6 +32,7 @@ from typing import Any
 from .. import prompts
 from ..backend.base import Backend
 from ..errors import QuestionError
+from ..text.sentences import mostly_headings
 from .baselines import plain_index, rag_prompt
 from .focus import Citation, cite, evidence_prompt, focus, rank_windows
 from .reader import CANDIDATES, choose, phrase, read
@@ -125,8 +128,10 @@ def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens
     else:  # sentence windows by words, by meaning, and from the fused passages, taken in turn
         found = [(c.start, c.end) for c in plain_index(doc, "sentences").top(question, CANDIDATES)]
         ranked = [(s, e) for _, s, e in rank_windows(doc.text, r.passages, question)]
+        lists = [[(s, e) for s, e in cands if not mostly_headings(doc.text[s:e])]  # no table of contents
+                 for cands in (found, nearest(index, question, CANDIDATES), ranked)]
         spans = []
-        for s, e in interleave([found, nearest(index, question, CANDIDATES), ranked], CANDIDATES):
+        for s, e in interleave(lists, CANDIDATES):
             ch = index.chunk_at(s)
             spans.append((ch.ordinal if ch else -1, ch.chapter_title if ch else "", s, e))
         retrieved += [{"chunk": c, "chapter": t, "rank": None, "sentences": True, "char_start": s, "char_end": e}
