@@ -99,7 +99,6 @@ def test_the_embedded_model_finds_reads_and_marks_a_detail(home, time_machine):
     assert any(r["supported"] for r in d["readings"]) and d["mark"] == list(ans.mark)
 
 
-
 def test_a_table_of_contents_is_mostly_headings_and_prose_is_not():
     text = (REPO / "samples" / "time-machine.txt").read_text(encoding="utf-8")
     contents = text[text.index("CONTENTS"):text.index("CONTENTS") + 300]

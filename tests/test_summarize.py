@@ -255,7 +255,6 @@ def test_the_rolling_summary_grows_at_its_end_and_drops_its_oldest_parts_togethe
     assert 1 <= cuts <= 4  # 12 lines, about 5 fit: a cut every few chapters, not at every one
 
 
-
 def test_a_chapter_line_is_one_sentence(engine):
     """The chapter summary fork asks for one sentence and ends with its first one (`sentence`, as a note does;
     the decoder stopping there is tested in test_generate), locally and as a remote request."""

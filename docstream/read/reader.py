@@ -270,12 +270,11 @@ class Reader:
                 self.due.append(("partial", c.chapter))
             return [self.event("chunk", c.ordinal + 1, _chapter_label(c), gist)]
         fallback = [g for _, g in self.notes.get(job.chapter, [])][-2:]
-        title = self.titles.get(job.chapter, "")
+        title, said = self.titles.get(job.chapter, ""), join_lead(job.lead, text)
         if job.kind == "chapter":  # nothing grounded: the gate's key sentence (method "extractive"), not the notes
-            own = summarize.grounded(join_lead(job.lead, text), self.doc.text)
-            stored = self._store_chapter(job.chapter, job.chunks, own, fallback)
+            stored = self._store_chapter(job.chapter, job.chunks, summarize.grounded(said, self.doc.text), fallback)
             return [self.event("chapter", self.last_noted + 1, title, stored)]
-        summary = summarize.grounded(join_lead(job.lead, text), self.doc.text, fallback=fallback)
+        summary = summarize.grounded(said, self.doc.text, fallback=fallback)
         if self.chapter_text.get(job.chapter) is None:  # a partial that arrives after its chapter ended is moot
             self.partial = (job.chapter, summary)
             self._repin()
@@ -291,8 +290,7 @@ class Reader:
         returns the text stored."""
         text, method = content.gate(text, self._chapter_source(chapter), self.book, strict=True)
         if not text:
-            notes = " ".join(fallback or [])
-            text, method = summarize.grounded(notes, self.doc.text) or notes, "model"
+            text, method = summarize.grounded("", self.doc.text, fallback=fallback), "model"
         self.index.add_summary("chapter", text, span[0], span[1], chapter=chapter, method=method)
         self.chapter_text[chapter] = text
         if self.partial and self.partial[0] == chapter:

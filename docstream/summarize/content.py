@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..index.search import STOP_WORDS
-from ..text.sentences import split_sentences
+from ..text.sentences import ends_sentence, split_sentences
 
 MIN_GROUNDING = 0.5
 LINE_WORDS = 4  # a chapter line the gate keeps (`strict`) is a whole sentence of at least this many words
@@ -188,6 +188,12 @@ def loops(sentence: str) -> bool:
     return len(set(runs)) < len(runs)
 
 
+def whole(sentence: str) -> bool:
+    """A whole sentence: `LINE_WORDS` words or more, ending with its punctuation (not "The stranger", nor a line
+    the token cap cut off)."""
+    return len(sentence.split()) >= LINE_WORDS and ends_sentence(sentence)
+
+
 _CAPITAL = re.compile(r"\b[A-Z][a-z]{2,}\b")
 
 
@@ -225,12 +231,6 @@ def summarize_rows(rows: list[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- extractive
-def whole(sentence: str) -> bool:
-    """A whole sentence: `LINE_WORDS` words or more, ending with its punctuation (not "The stranger", nor a line
-    the token cap cut off)."""
-    return len(sentence.split()) >= LINE_WORDS and re.search(r"[.!?][\"'’”)]*$", sentence) is not None
-
-
 def _trim(sentence: str, most: int = KEY_WORDS) -> str:
     """At most about `most` words, cut after a clause (, ; : —) when it is longer; quote marks dropped at
     the edges; ends with a full stop."""

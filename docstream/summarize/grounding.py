@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..backend.base import Backend
 from ..read.tags import join_lead
-from ..text.sentences import split_sentences
+from ..text.sentences import ends_sentence, split_sentences
 from .content import MIN_GROUNDING, grounding, loops, meta_phrase
 
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
@@ -92,7 +92,7 @@ def join_parts(parts: list[str]) -> str:
     out: list[str] = []
     for part in parts:
         part = part.strip()
-        if part and not re.search(r"[.!?][\"'’”)]*$", part):
+        if part and not ends_sentence(part):
             part += "."  # a fallback that stops mid-sentence must not run into the next part
         for sent in split_sentences(part):
             key = _sentence_key(sent)

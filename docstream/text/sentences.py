@@ -30,6 +30,12 @@ def split_sentences(text: str) -> list[str]:
 
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
+_CLOSED = re.compile(r"[.!?][\"'’”)]*$")
+
+
+def ends_sentence(text: str) -> bool:
+    """The text ends with a sentence's punctuation (closing quotes or brackets after it allowed)."""
+    return _CLOSED.search(text) is not None
 
 
 def mostly_headings(text: str) -> bool:
