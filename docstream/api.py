@@ -201,14 +201,15 @@ class Document:
             self._store_chunks(ix, engine)
 
     def embed(self) -> int:
-        """Embed the sentence windows of a read document whose index has none (one read before dense search
-        existed); returns how many the index holds (0 without the embedding model)."""
+        """Embed the sentence windows and words of a read document whose index lacks them (one read by an
+        older version); returns how many windows the index holds (0 without the embedding model)."""
         from .index import dense
 
         with self._index() as ix:
-            if ix.window_count() or dense.model_dir() is None:
+            if (ix.window_count() and ix.word_count()) or dense.model_dir() is None:
                 return ix.window_count()
             with ix.writer_lock(timeout=600):
+                dense.embed_words(self.source, ix)
                 return dense.embed_windows(self.source, ix)
 
     def read_events(self, reread: bool = False) -> Iterator[ReadEvent]:

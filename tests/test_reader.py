@@ -40,13 +40,16 @@ def test_support_marks_the_answer_inside_its_window():
                                                                                "nineteenth-century Banstead"))[1]
 
 
-def test_choose_takes_the_first_supported_answer_in_retrieval_order():
+def test_choose_takes_the_supported_answer_whose_window_matches_the_question_best():
     c = window()
     guess = Reading("A whale.", c, -0.1, ["whale"], False, None)
     backed = Reading("A Brontosaurus.", c, -0.9, ["brontosaurus"], True, (1050, 1062))
     later = Reading("A Megatherium.", c, -0.2, ["megatherium"], True, None)
-    assert choose([guess, backed, later]) is backed  # not the more confident guess, nor a later one
-    assert choose([guess, Reading("A cat.", c, -0.5, ["cat"], False, None)]) is guess
+    assert choose([guess, backed, later], QUESTION) is backed  # not the more confident guess; first on a tie
+    assert choose([guess, Reading("A cat.", c, -0.5, ["cat"], False, None)], QUESTION) is guess
+    elsewhere = window("A monstrous crab-like creature came slowly towards me across the beach.", start=5000)
+    crab = Reading("A monstrous crab.", elsewhere, -0.1, ["monstrous", "crab"], True, None)
+    assert choose([crab, backed], QUESTION) is backed  # its window shares no word of the question
     assert phrase(guess) == UNSUPPORTED + "A whale." and phrase(backed) == "A Brontosaurus."
     # Talk about the text is not an answer, whatever words it copies.
     assert not support("The passage mentions a Brontosaurus.", QUESTION, c)[1]

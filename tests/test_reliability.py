@@ -769,7 +769,8 @@ def test_doctor_checks_an_index(base, home):
     ix = json.loads(res.stdout)["index"]
     n = len(base.snap["chunks"])
     assert ix["integrity"] == "ok" and ix["schema_version"] == SCHEMA_VERSION
-    assert ix["migrations"] == ["m001_initial", "m002_migrations_table", "m003_summary_method", "m004_windows"]
+    assert ix["migrations"] == ["m001_initial", "m002_migrations_table", "m003_summary_method", "m004_windows",
+                                "m005_words"]
     assert ix["counts"]["chunks"] == ix["counts"]["notes"] == n and ix["counts"]["tags"] > 0
     assert ix["counts"]["summaries_book"] == 1 and ix["counts"]["chapters"] == 2
     assert ix["document"]["status"] == "done" and ix["document"]["file"] == "unchanged"

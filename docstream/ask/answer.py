@@ -2,11 +2,10 @@
 
 Design choices:
 - Evidence is sentence windows (~300 characters, exact offsets), found three ways and taken in turn
-  (`interleave`): BM25 over all the body's windows (`baselines.plain_index(doc, "sentences")`), the windows
-  nearest the question in meaning (`nearest`: embeddings stored at the end of the read, `index/dense.py`),
-  and the best windows of the passages fused from chunk text, gists and rare words (`retrieve.py`,
-  `focus.rank_windows`). On the QA dev set, window-level BM25 holds the gold sentence in its top 3 for every
-  lexical question; meaning finds paraphrased ones that share no word. A window that is mostly headings (a
+  (`candidates.py`): by the question's words and the book's words related to them, by meaning, and from the
+  passages fused from chunk text, gists and rare words (`retrieve.py`, `focus.rank_windows`). On the QA dev
+  set, window-level BM25 holds the gold sentence in its top 3 for every lexical question; meaning and related
+  words find paraphrased ones that share no word. A window that is mostly headings (a
   table of contents, a title page: `text.sentences.mostly_headings`) is never a candidate: it matches the
   words of many questions ("Morlocks", "Darkness") and holds no answer.
 - The reader (`reader.py`, default `forks`): each candidate window alone in the answer prompt, all decoded
@@ -26,14 +25,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import zip_longest
 from typing import Any
 
 from .. import prompts
 from ..backend.base import Backend
 from ..errors import QuestionError
 from ..text.sentences import mostly_headings
-from .baselines import plain_index, rag_prompt
+from .baselines import rag_prompt
+from .candidates import by_meaning, by_words, interleave
 from .focus import Citation, cite, evidence_prompt, focus, rank_windows
 from .reader import CANDIDATES, choose, phrase, read
 from .retrieve import retrieve
@@ -126,10 +125,10 @@ def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens
         spans = [(p.chunk, p.chapter_title, s, e)
                  for p, s, e in focus(doc.text, r.passages, question, evidence_tokens, engine.count)]
     else:  # sentence windows by words, by meaning, and from the fused passages, taken in turn
-        found = [(c.start, c.end) for c in plain_index(doc, "sentences").top(question, CANDIDATES)]
         ranked = [(s, e) for _, s, e in rank_windows(doc.text, r.passages, question)]
         lists = [[(s, e) for s, e in cands if not mostly_headings(doc.text[s:e])]  # no table of contents
-                 for cands in (found, nearest(index, question, CANDIDATES), ranked)]
+                 for cands in (by_words(doc, index, question, CANDIDATES), by_meaning(index, question, CANDIDATES),
+                               ranked)]
         spans = []
         for s, e in interleave(lists, CANDIDATES):
             ch = index.chunk_at(s)
@@ -138,51 +137,6 @@ def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens
                       for c, t, s, e in spans]
     citations = [cite(doc, c, t or "", s, e) for c, t, s, e in spans]
     return citations, retrieved, (time.perf_counter() - t0) * 1000
-
-
-def interleave(lists: list[list[tuple[int, int]]], n: int) -> list[tuple[int, int]]:
-    """Up to `n` spans taken from each list in turn, best first, leaving out any that overlaps one taken."""
-    out: list[tuple[int, int]] = []
-    for row in zip_longest(*lists):
-        for sp in row:
-            if sp and len(out) < n and all(sp[1] <= s or sp[0] >= e for s, e in out):
-                out.append(sp)
-    return out
-
-
-def nearest(index: Any, question: str, k: int) -> list[tuple[int, int]]:
-    """The `k` embedded sentence windows nearest the question in meaning ([] when the index has none or the
-    embedding model is not installed: `index/dense.py`)."""
-    from ..index import dense
-
-    count = index.window_count()
-    embed = dense.embedder() if count else None
-    if embed is None:
-        return []
-    spans, matrix = _window_matrix(index, count)
-    return [spans[i] for i in dense.top(embed.encode([question])[0], matrix, k)]
-
-
-_MATRICES: dict[tuple[str, int, int], tuple[list[tuple[int, int]], Any]] = {}
-
-
-def _window_matrix(index: Any, count: int) -> tuple[list[tuple[int, int]], Any]:
-    """The index's window spans and (N, 384) vectors, unpacked once per state of the index file (path, window
-    count, modification time): a batch of questions on one book reads them once. An in-memory index is read
-    every time."""
-    from ..index import dense
-
-    def load() -> tuple[list[tuple[int, int]], Any]:
-        spans, blobs = index.windows()
-        return spans, dense.unpack(blobs)
-
-    if index.path is None:
-        return load()
-    key = (str(index.path), count, index.path.stat().st_mtime_ns)
-    if key not in _MATRICES:
-        _MATRICES.clear()  # one book at a time: a batch over many books keeps one matrix, not all
-        _MATRICES[key] = load()
-    return _MATRICES[key]
 
 
 def answer(doc: Any, index: Any, engine: Backend, question: str, settings: Any, mode: str = "docstream",
@@ -228,7 +182,7 @@ def _read(doc: Any, engine: Backend, ans: Answer, max_tokens: int) -> str:
     """The `forks` reader (`reader.py`): every candidate window read alone, the supported answer chosen; its
     window becomes the first citation, with the answer's span in it (`mark`)."""
     readings = read(engine, doc, ans.question, ans.citations, min(max_tokens, READ_TOKENS), STOP)
-    best = choose(readings)
+    best = choose(readings, ans.question)
     ans.supported, ans.mark = best.supported, best.mark
     ans.citations = [best.citation, *(c for c in ans.citations if c is not best.citation)]
     ans.readings = [{"answer": r.text, "confidence": None if r.confidence is None else round(r.confidence, 3),

@@ -12,8 +12,12 @@ Design choices:
 - Support, without a judge: an answer is *supported* by its window when the content words it adds to the
   question occur there (`added`, matched on crude stems; at least half of them, since a small model embroiders:
   "Banstead Abbey" from "…nineteenth-century Banstead"). An answer that adds nothing (it echoes the question)
-  is not an answer, nor is one that talks about the text ("The passage is about …", `content.META`). The
-  chosen reading is the first supported one.
+  is not an answer, nor is one that talks about the text ("The passage is about …", `content.META`).
+- The chosen reading is the supported one whose window holds the most of the question's words, the first in
+  retrieval order on a tie. The lists are taken in turn, so the first supported reading may come from a
+  window found by meaning that answers something else ("The Time Traveller was a monstrous crab." for
+  "What did the Morlocks' eyes shine like…?"). On the dev set the first supported reading was right 22 times
+  of 66, this choice 23; some reading was right 24 times.
 - When no reading is supported, the answer says so and gives the best guess as a guess — never as fact.
 - The answer is shown in its evidence: `mark` is the smallest stretch of the window that holds the words the
   answer added (char offsets in the document), so the CLI can print the sentence with the span marked.
@@ -91,10 +95,18 @@ def read(engine: Backend, doc: Any, question: str, citations: list[Citation], ma
     return out
 
 
-def choose(readings: list[Reading]) -> Reading:
-    """The first supported reading in retrieval order; else the first one (shown as a guess)."""
+def matched(question: str, quote: str) -> int:
+    """How many of the question's content words its window holds (on crude stems)."""
+    window = set(terms(quote))
+    return sum(1 for t in set(terms(question)) if any(_same_word(t, w) for w in window))
+
+
+def choose(readings: list[Reading], question: str) -> Reading:
+    """Of the supported readings, the one whose window holds the most of the question's words (the first in
+    retrieval order on a tie); when none is supported, the first one (shown as a guess)."""
     assert readings, "no reading to choose from"
-    return next((r for r in readings if r.supported), readings[0])
+    backed = [r for r in readings if r.supported]
+    return max(backed, key=lambda r: matched(question, r.citation.quote)) if backed else readings[0]
 
 
 def phrase(r: Reading) -> str:

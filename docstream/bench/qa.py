@@ -12,7 +12,8 @@ Design choices:
 - Figures need no judge. Retrieval recall: the gold sentence lies inside the evidence the mode retrieved
   (at least half its characters in one retrieved span; docstream: its passages and candidate windows).
   Citation recall: the same of the citations shown to the user. Accuracy: a gold answer string occurs in the
-  answer, word-bounded, case-insensitive. Latency: seconds per warm `ask`.
+  answer, word-bounded, case-insensitive, numbers in words or digits alike ("3 inches" is "three inches").
+  Latency: seconds per warm `ask`.
 - `--no-answer` skips generation: retrieval and citation recall of every mode in seconds once books are read.
 - Books are read (or their indexes reused) before any question is timed; `read_seconds` says what reading cost.
 """
@@ -60,8 +61,34 @@ def covered(spans: list[tuple[int, int]], start: int, end: int, share: float = 0
     return any((min(b, end) - max(a, start)) / n >= share for a, b in spans)
 
 
+_NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                       "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_NUMBERS |= {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+_NUMBERS |= {"hundred": 100, "thousand": 1000}
+_NUMBER_RUN = re.compile(r"\b(?:{0})(?:[\s-]+(?:{0}))*\b".format("|".join(_NUMBERS)))
+
+
+def numerals(text: str) -> str:
+    """`text` lowercased, each run of number words written in digits: "thirty-nine" -> "39", "one thousand
+    pounds" -> "1000 pounds", so "3 inches" answers "three inches"."""
+    def value(run: str) -> str:
+        total = current = 0
+        for w in re.split(r"[\s-]+", run):
+            n = _NUMBERS[w]
+            if n == 100:
+                current = max(current, 1) * 100
+            elif n == 1000:
+                total, current = total + max(current, 1) * 1000, 0
+            else:
+                current += n
+        return str(total + current)
+
+    return _NUMBER_RUN.sub(lambda m: value(m.group()), text.lower())
+
+
 def correct(answer: str, golds: list[str]) -> bool:
-    return any(re.search(rf"(?<!\w){re.escape(g)}(?!\w)", answer, re.I) for g in golds)
+    """Is a gold string in the answer, word-bounded, case-insensitive, numbers in words or digits alike?"""
+    return any(re.search(rf"(?<!\w){re.escape(numerals(g))}(?!\w)", numerals(answer)) for g in golds)
 
 
 def _cell(doc: Any, q: dict[str, Any], mode: str, generate: bool, max_tokens: int, reader: str = "forks"
@@ -79,7 +106,7 @@ def _cell(doc: Any, q: dict[str, Any], mode: str, generate: bool, max_tokens: in
         retrieved = citations = [(c.char_start, c.char_end) for c in cites]
         text, supported = "", None
         if generate and reader == "forks":
-            best = choose(read(doc.engine, doc.source, q["question"], cites, max_tokens, STOP))
+            best = choose(read(doc.engine, doc.source, q["question"], cites, max_tokens, STOP), q["question"])
             text, supported = phrase(best), best.supported
         elif generate:
             text = doc.engine.complete_text(prompts.get("system").render(), user, max_tokens, stop=STOP)
@@ -121,6 +148,7 @@ def run(data: str | Path = DEFAULT_DATA, corpus: str | Path = DEFAULT_CORPUS, mo
         t0 = time.perf_counter()
         if "docstream" in modes:
             doc.ensure_read(progress=progress)
+            doc.embed()  # what an index read by an older version lacks, before any question is timed
         reads[book] = round(time.perf_counter() - t0, 1)
         for mode in modes:
             for q in bqs:

@@ -288,6 +288,14 @@ class Index(Reads):
             conn.executemany("INSERT INTO windows (ordinal, char_start, char_end, vec) VALUES (?, ?, ?, ?)",
                              [(i, a, b, v) for i, ((a, b), v) in enumerate(zip(spans, vecs))])
 
+    def add_words(self, words: list[tuple[str, int]], vecs: list[bytes]) -> None:
+        """Store the body's words (word, how many windows hold it) and their packed embeddings, in one transaction."""
+        assert len(words) == len(vecs), (len(words), len(vecs))
+        with self._write() as conn:
+            conn.execute("DELETE FROM words")
+            conn.executemany("INSERT INTO words (word, windows, vec) VALUES (?, ?, ?)",
+                             [(w, n, v) for (w, n), v in zip(words, vecs)])
+
     def add_chunks(self, chunks: Iterable[Any]) -> None:
         """Insert chunks in one transaction; re-adding identical chunks changes nothing.
 

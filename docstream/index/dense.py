@@ -1,4 +1,5 @@
-"""Dense search over sentence windows: a small embedding model, vectors stored in the index, exact search.
+"""Dense search over sentence windows, and the book's own words nearest a question's: a small embedding model,
+vectors stored in the index, exact search.
 
 Design choices:
 - The model is all-MiniLM-L6-v2 (Apache-2.0, 22M parameters, 384 dimensions) from the PyPI wheel
@@ -18,10 +19,20 @@ Design choices:
   by one matrix product over all of them. A novel has a few thousand windows: exact search costs milliseconds
   and needs no SQLite extension (sqlite-vec would have to be loaded into every connection, and its approximate
   index buys nothing at this size).
+- Related words (`related`): a question that paraphrases the book ("the larva puffing on a pipe atop the
+  fungus") shares no word with its sentence ("a caterpillar smoking a hookah on the mushroom"). Each of the
+  body's uncommon words (`book_words`: in < 5 % of the windows, letters only) is embedded alone and stored
+  (`words.vec`, ~5k words, ~4 MB for a novel, 2 s to embed). A question word is then also searched as the
+  book words nearest it in meaning (cosine >= `RELATED_MIN`, at most `RELATED_PER_WORD`, not its own
+  inflections, which the porter stemmer already joins), each weighted by its cosine (`ask/candidates.py`).
+  Common words are not embedded: they say little about where a sentence is.
 """
+
 from __future__ import annotations
 
 import importlib.util
+from collections import Counter
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,6 +44,9 @@ DIM = 384
 SPAN_CHARS = 300  # the windows of `sentence_windows`, as the word search and the reader use
 MAX_TOKENS = 128  # a window is ~70 tokens; longer ones are cut (the model was trained on 128)
 BF16_FROM = 16  # texts per call from which bf16 pays (autocast casts the weights on every call)
+COMMON = 0.05  # a word in this share of the windows or more is not embedded (it says nothing about where)
+RELATED_MIN = 0.6  # cosine from which a book word stands in for a question word
+RELATED_PER_WORD = 3
 
 
 def model_dir() -> Path | None:
@@ -115,3 +129,59 @@ def embed_windows(doc: Any, index: Any, embed: Embedder | None = None) -> int:
     vecs = embed.encode([doc.text[a:b] for a, b in spans])
     index.add_windows([(a, b) for a, b in spans], pack(vecs))
     return len(spans)
+
+
+def book_words(texts: Iterable[str]) -> list[tuple[str, int]]:
+    """(word, windows holding it) for the searchable words of `texts` (lowercased, no stop words, letters only,
+    two or more) found in fewer than `COMMON` of them (or 5), by word."""
+    from .search import searchable
+
+    seen: Counter[str] = Counter()
+    n = 0
+    for t in texts:
+        n += 1
+        seen.update({w for w in searchable(t) if w.isalpha()})
+    limit = max(COMMON * n, 5)  # a short text: every word says where
+    return sorted((w, c) for w, c in seen.items() if c < limit)
+
+
+def embed_words(doc: Any, index: Any, embed: Embedder | None = None) -> int:
+    """Embed the body's uncommon words into the index (once); returns how many are stored."""
+    from ..text.sentences import sentence_windows
+
+    have = index.word_count()
+    if have:
+        return have
+    embed = embed or embedder()
+    if embed is None:
+        return 0
+    spans = sentence_windows(doc.text[doc.body_start:doc.body_end], doc.body_start, SPAN_CHARS)
+    words = book_words(doc.text[a:b] for a, b in spans)
+    if words:
+        index.add_words(words, pack(embed.encode([w for w, _ in words], batch=256)))
+    return len(words)
+
+
+def inflection(a: str, b: str) -> bool:
+    """Do `a` and `b` look like forms of one word ("puffing", "puffed")? The porter stemmer joins those already."""
+    return min(len(a), len(b)) >= 4 and a[:4] == b[:4]  # among words close in meaning, a shared stem
+
+
+def related(terms: list[str], words: list[str], matrix: np.ndarray, embed: Embedder) -> dict[str, float]:
+    """{book word: cosine} of the `words` (rows of `matrix` (W, 384)) nearest each of `terms` in meaning: at
+    most `RELATED_PER_WORD` a term, from `RELATED_MIN` on, neither the term nor its inflections."""
+    out: dict[str, float] = {}
+    if not terms or not len(matrix):
+        return out
+    sims = matrix @ embed.encode(terms).T  # (W, T) cosine
+    for j, t in enumerate(terms):
+        taken = 0
+        for i in np.argsort(-sims[:, j], kind="stable")[:RELATED_PER_WORD + 8]:
+            w, c = words[i], float(sims[i, j])
+            if c < RELATED_MIN or taken == RELATED_PER_WORD:
+                break
+            if w == t or inflection(w, t):
+                continue
+            taken += 1
+            out[w] = max(out.get(w, 0.0), c)
+    return out

@@ -10,10 +10,14 @@ Design choices:
   search: the reader's candidate windows (`ask/answer.py`).
 - The query is the question's searchable words OR-ed (`fts_query`), ranked by FTS5's `bm25()`: the textbook
   baseline, with the same tokenizer and stop words as docstream's own text search.
+- `weighted` ranks by a weight per word (docstream's sentence search adds the book's words related to the
+  question's, `index/dense.py`): FTS5's BM25 of an OR query is the sum of its terms' own scores, so each word
+  is scored alone and the scores are summed with their weights; weights of 1 rank as `top` does.
 """
 from __future__ import annotations
 
 import sqlite3
+from collections import defaultdict
 from dataclasses import dataclass
 
 from ..text.chapters import fixed_sections
@@ -69,6 +73,16 @@ class PlainIndex:
         rows = self.conn.execute("SELECT rowid FROM plain WHERE plain MATCH ? ORDER BY bm25(plain), rowid LIMIT ?",
                                  [match, k]).fetchall()
         return [self.chunks[r[0]] for r in rows]
+
+    def weighted(self, weights: dict[str, float], k: int = 5) -> list[PlainChunk]:
+        """The `k` best chunks by the sum over `weights`' words of weight x the word's BM25, best first."""
+        score: dict[int, float] = defaultdict(float)
+        for word, w in weights.items():
+            match = fts_query(word)
+            for rowid, s in self.conn.execute("SELECT rowid, bm25(plain) FROM plain WHERE plain MATCH ?",
+                                              [match]) if match else ():
+                score[rowid] -= w * s  # bm25() is negative: lower is better
+        return [self.chunks[r] for r in sorted(score, key=lambda r: (-score[r], r))[:k]]
 
     def close(self) -> None:
         self.conn.close()

@@ -102,6 +102,14 @@ class Reads:
         rows = self.db.conn.execute("SELECT char_start, char_end, vec FROM windows ORDER BY ordinal").fetchall()
         return [(a, b) for a, b, _ in rows], [v for *_, v in rows]
 
+    def word_count(self) -> int:
+        return self.db.conn.execute("SELECT count(*) FROM words").fetchone()[0]
+
+    def words(self) -> tuple[list[str], list[bytes]]:
+        """The embedded words of the body (`index/dense.py` `related`) and their packed vectors, by word."""
+        rows = self.db.conn.execute("SELECT word, vec FROM words ORDER BY word").fetchall()
+        return [w for w, _ in rows], [v for _, v in rows]
+
     def counts(self) -> dict[str, int]:
         return {t: self.db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                 for t in ("chapters", "chunks", "notes", "tags", "chunk_tags", "summaries")}

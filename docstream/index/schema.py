@@ -13,6 +13,9 @@ Design choices:
   or "extractive" (the gate replaced a vacuous line by a sentence of the book); rows of older files are "model".
 - m004 adds `windows`: the ~300-character sentence windows of the body with their embedding (`vec`, float16,
   `index/dense.py`), filled at the end of a read (or at the first question of an older index).
+- m005 adds `words`: the body's searchable words that are not common (in < 5 % of its windows), with their
+  embedding, filled with the windows: a question's word the book never uses is searched as the book's own
+  words nearest it in meaning (`index/dense.py` `related`).
 """
 from __future__ import annotations
 
@@ -132,6 +135,10 @@ def m004_windows(db: sqlite_utils.Database) -> None:
         vec BLOB NOT NULL, CHECK (char_end > char_start))""")
 
 
+def m005_words(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE words (word TEXT PRIMARY KEY, windows INTEGER NOT NULL, vec BLOB NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_migrations_table,
-                                                             m003_summary_method, m004_windows]
+                                                             m003_summary_method, m004_windows, m005_words]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import sqlite_utils
@@ -121,15 +122,20 @@ def _tag_pairs(tags: Any) -> list[Tag]:
     return list(out.values())
 
 
+def searchable(text: str) -> Iterator[str]:
+    """The searchable words of `text` in order: lowercased `\\w+` tokens, no stop words, no 1-char tokens."""
+    for word in _WORD.findall(text.lower()):
+        word = word.strip("_")
+        if len(word) >= 2 and word not in STOP_WORDS:
+            yield word
+
+
 def fts_terms(text: str | None) -> list[str]:
-    """The searchable words of `text`: lowercased `\\w+` tokens, no stop words, no 1-char tokens, deduped."""
+    """The searchable words of `text` (`searchable`), deduped, at most `MAX_TERMS`."""
     if not text:
         return []
     seen: dict[str, None] = {}
-    for word in _WORD.findall(text.lower()):
-        word = word.strip("_")
-        if len(word) < 2 or word in STOP_WORDS:
-            continue
+    for word in searchable(text):
         seen.setdefault(word, None)
         if len(seen) >= MAX_TERMS:
             break

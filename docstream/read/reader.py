@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import prompts, summarize
-from ..index.dense import embed_windows
+from ..index.dense import embed_windows, embed_words
 from ..summarize import content
 from ..backend.base import Backend
 from ..settings import ReadSettings
@@ -349,11 +349,13 @@ def drive(readers: list[Reader], engine: Backend, batch: int = 16, until_one_don
 
 
 def finish(reader: Reader) -> Iterator[ReadEvent]:
-    """Missing chapter summaries (after a resume), the book summary, the sentence embeddings, status done."""
+    """Missing chapter summaries (after a resume), the book summary, the sentence and word embeddings, status
+    done."""
     r = reader
     for kind, title, text in summarize.build_hierarchy(r.index, r.engine, r.doc, r.titles, r.settings):
         yield r.event(kind, r.total, title, text)
     yield r.event("windows", r.total, "embedding sentences")
     embed_windows(r.doc, r.index)
+    embed_words(r.doc, r.index)
     r.index.set_status("done")
     yield r.event("done", r.total)
