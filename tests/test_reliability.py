@@ -27,7 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from docstream.cli.main import app
-from docstream.index import SCHEMA_VERSION
+from docstream.index import SCHEMA_VERSION, dense
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = Path(os.environ["DOCSTREAM_HOME"]) / "models"  # conftest sets DOCSTREAM_HOME before this import
@@ -773,6 +773,8 @@ def test_doctor_checks_an_index(base, home):
                                 "m005_words"]
     assert ix["counts"]["chunks"] == ix["counts"]["notes"] == n and ix["counts"]["tags"] > 0
     assert ix["counts"]["summaries_book"] == 1 and ix["counts"]["chapters"] == 2
+    if dense.model_dir() is not None:  # the read embedded its sentence windows and words
+        assert ix["counts"]["windows"] > 0 and ix["counts"]["words"] > 0
     assert ix["document"]["status"] == "done" and ix["document"]["file"] == "unchanged"
     assert ix["advice"] == "healthy"
     text = cli("doctor", "--index", base.index).stdout

@@ -32,8 +32,9 @@ def inspect_file(p: Path) -> dict[str, Any]:
         if integrity != ["ok"]:
             raise IndexFileError(f"{where} is corrupt ({integrity[0][:80]}) — delete it, or read the document "
                                  "again with --reread")
-        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("chapters", "chunks", "notes", "tags", "summaries")}
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # an older file lacks the newer tables
+                  for t in ("chapters", "chunks", "notes", "tags", "summaries", "windows", "words") if t in have}
         for lvl in ("rolling", "chapter", "book"):
             counts[f"summaries_{lvl}"] = conn.execute("SELECT count(*) FROM summaries WHERE level = ?",
                                                       (lvl,)).fetchone()[0]

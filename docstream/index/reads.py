@@ -112,7 +112,7 @@ class Reads:
 
     def counts(self) -> dict[str, int]:
         return {t: self.db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("chapters", "chunks", "notes", "tags", "chunk_tags", "summaries")}
+                for t in ("chapters", "chunks", "notes", "tags", "chunk_tags", "summaries", "windows", "words")}
 
     # -- search ---------------------------------------------------------
     def search(self, query: str, limit: int = 10, *, column: str | None = None,
