@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 import docstream
 from docstream.ask.answer import NO_EVIDENCE
+from docstream.index import dense
 from docstream.cli.main import app
 from docstream.index.db import Index
 
@@ -25,11 +26,13 @@ def test_first_answer_then_read_resumes_from_the_same_chunks(home, tiny_dir, sho
     with Index.open(doc.index_path) as ix:
         chunks = [(c.ordinal, c.char_start, c.char_end) for c in ix.chunks()]
         assert ix.document().status == "reading" and not ix.notes()
+        words = ix.words()  # embedded with the chunks: a first answer searches related words too
+        assert (len(words[0]) > 100) == (dense.model_dir() is not None) and ix.window_count() == 0
     res = doc.read()
     assert res.status == "done" and res.chunks == len(chunks)
     with Index.open(doc.index_path) as ix:
         assert [(c.ordinal, c.char_start, c.char_end) for c in ix.chunks()] == chunks  # not chunked twice
-        assert len(ix.notes()) == len(chunks)
+        assert len(ix.notes()) == len(chunks) and ix.words() == words  # nor its words embedded twice
     assert not doc.ask(QUESTION, max_tokens=4, wait=False).first
 
 

@@ -14,8 +14,9 @@ Design choices:
 - m004 adds `windows`: the ~300-character sentence windows of the body with their embedding (`vec`, float16,
   `index/dense.py`), filled at the end of a read (or at the first question of an older index).
 - m005 adds `words`: the body's searchable words that are not common (in < 5 % of its windows), with their
-  embedding, filled with the windows: a question's word the book never uses is searched as the book's own
-  words nearest it in meaning (`index/dense.py` `related`).
+  embedding, filled when the text is chunked (or at the end of the read, or at the first question of an
+  older index): a question's words are also searched as the book's own words nearest them in meaning
+  (`index/dense.py` `related`).
 """
 from __future__ import annotations
 
