@@ -50,6 +50,9 @@ def test_embeddings_are_unit_vectors_that_match_meaning(embedder):
                          "The tide came in over the sand at dusk."])
     assert v.shape == (3, dense.DIM) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+    alone = [embedder.encode([t])[0] for t in ("The tide came in over the sand at dusk.", "Off!")]
+    both = embedder.encode(["The tide came in over the sand at dusk.", "Off!"])  # batched by length, in order
+    assert np.allclose(both, alone, atol=1e-4)
     assert embedder.encode([]).shape == (0, dense.DIM)
 
 

@@ -14,7 +14,8 @@ Design choices:
 - On a CPU with native bf16 (the check the model's weight format uses) the encoder computes in bf16: The Time
   Machine's 545 windows took 6.4 s instead of 13.9 s, every vector's cosine to its fp32 one ≥ 0.99995, and
   five questions got the same top 10. A query (one text) stays fp32: autocast casts the weights on every call,
-  which costs a single query more (11 → 14–18 ms) than bf16 saves.
+  which costs a single query more (11 → 14–18 ms) than bf16 saves. Texts are batched by length (less
+  padding): The Time Machine's 506 windows 1.96–2.13 s instead of 2.39–2.71 s, cosine ≥ 0.99998.
 - Storage: a BLOB column of float16 vectors (`windows.vec`, 768 bytes a window, ~2 MB for a novel), searched
   by one matrix product over all of them. A novel has a few thousand windows: exact search costs milliseconds
   and needs no SQLite extension (sqlite-vec would have to be loaded into every connection, and its approximate
@@ -76,15 +77,18 @@ class Embedder:
 
         out = [np.zeros((0, DIM), dtype=np.float32)]
         bf16 = self.bf16 and len(texts) >= BF16_FROM
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of like length pad less
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for i in range(0, len(texts), batch):
-                b = self.tokenizer([" ".join(t.split()) for t in texts[i:i + batch]], padding=True, truncation=True,
-                                   max_length=MAX_TOKENS, return_tensors="pt")
+                b = self.tokenizer([" ".join(texts[j].split()) for j in order[i:i + batch]], padding=True,
+                                   truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
                 h = self.model(**b).last_hidden_state  # (B, T, 384)
                 m = b["attention_mask"].unsqueeze(-1).to(h.dtype)  # (B, T, 1)
                 v = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
                 out.append(v.float().numpy())
-        return np.concatenate(out)
+        vecs = np.concatenate(out)
+        vecs[order] = vecs.copy()  # back to the order of `texts`
+        return vecs
 
 
 @lru_cache(maxsize=1)
