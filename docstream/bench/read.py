@@ -86,5 +86,5 @@ def print_report(r: dict[str, Any], as_json: bool = False) -> None:
     print(f"  minutes / 100k words  {r['minutes_per_100k_words']:>8.1f}")
     print(f"  peak RSS              {r['peak_rss_mib']:>8,} MiB")
     print("  where read's time goes: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["seconds_in"].items())
-          + f", the rest (gates, index, sentence embeddings) {r['other_s']:.1f} s")
+          + f", the rest (gates, index, sentence and word embeddings) {r['other_s']:.1f} s")
     sys.stdout.flush()
