@@ -120,19 +120,19 @@ def top(query: np.ndarray, matrix: np.ndarray, k: int) -> list[int]:
     return [int(i) for i in best[np.argsort(-scores[best], kind="stable")]]
 
 
-def embed_windows(doc: Any, index: Any, embed: Embedder | None = None) -> int:
-    """Embed the document's sentence windows into the index (once); returns how many are stored."""
+def body_windows(doc: Any) -> list[tuple[int, int]]:
+    """The (char_start, char_end) of the body's ~300-character sentence windows."""
     from ..text.sentences import sentence_windows
 
-    have = index.window_count()
-    if have:
-        return have
-    embed = embed or embedder()
-    if embed is None:
-        return 0
-    spans = sentence_windows(doc.text[doc.body_start:doc.body_end], doc.body_start, SPAN_CHARS)
-    vecs = embed.encode([doc.text[a:b] for a, b in spans])
-    index.add_windows([(a, b) for a, b in spans], pack(vecs))
+    return [(a, b) for a, b in sentence_windows(doc.text[doc.body_start:doc.body_end], doc.body_start, SPAN_CHARS)]
+
+
+def embed_windows(doc: Any, index: Any, embed: Embedder | None = None) -> int:
+    """Embed the document's sentence windows into the index (once); returns how many are stored."""
+    if index.window_count() or not (embed := embed or embedder()):
+        return index.window_count()
+    spans = body_windows(doc)
+    index.add_windows(spans, pack(embed.encode([doc.text[a:b] for a, b in spans])))
     return len(spans)
 
 
@@ -152,16 +152,9 @@ def book_words(texts: Iterable[str]) -> list[tuple[str, int]]:
 
 def embed_words(doc: Any, index: Any, embed: Embedder | None = None) -> int:
     """Embed the body's uncommon words into the index (once); returns how many are stored."""
-    from ..text.sentences import sentence_windows
-
-    have = index.word_count()
-    if have:
-        return have
-    embed = embed or embedder()
-    if embed is None:
-        return 0
-    spans = sentence_windows(doc.text[doc.body_start:doc.body_end], doc.body_start, SPAN_CHARS)
-    words = book_words(doc.text[a:b] for a, b in spans)
+    if index.word_count() or not (embed := embed or embedder()):
+        return index.word_count()
+    words = book_words(doc.text[a:b] for a, b in body_windows(doc))
     if words:
         index.add_words(words, pack(embed.encode([w for w, _ in words], batch=256)))
     return len(words)
