@@ -189,19 +189,18 @@ class Document:
     def prepare(self) -> None:
         """Chunk the document, index its text and embed its words (seconds, no decoding), so it can be asked
         at once (`ask(..., wait=False)`); a later `read()` starts from these chunks."""
+        from .index import dense
         from .index.db import Index
 
         if self.index_path.exists():
             with self._index() as ix:
                 if ix.counts().get("chunks"):
                     return  # chunked already (perhaps being read right now by another process)
-        from .index import dense
-
         engine = self.engine
         self.index_path.parent.mkdir(parents=True, exist_ok=True)
         with Index.open(self.index_path, create=True) as ix, ix.writer_lock(timeout=600):
             self._store_chunks(ix, engine)
-            dense.embed_words(self.source, ix)  # ~2 s a novel: a first answer searches related words too
+            dense.embed_words(self.source, ix)  # 2–3 s a novel: a first answer searches related words too
 
     def embed(self) -> int:
         """Embed the sentence windows and words of a read document whose index lacks them (one read by an

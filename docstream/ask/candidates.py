@@ -12,8 +12,9 @@ Design choices:
 - `interleave` takes the lists in turn, best first, and never two windows that overlap.
 - Stored vectors (windows (N, 384), words (W, 384)) are unpacked once per state of the index file (path, row
   count, modification time): a batch of questions on one book reads them once. An in-memory index is read
-  every time. Without the embedding model, or for an index that holds no vectors (a first answer before the
-  read), both lists fall back to the question's own words.
+  every time. Words are embedded when the text is chunked, windows at the end of the read: a first answer
+  before the read has related words but no `by_meaning` list. Without the embedding model `by_words`
+  searches the question's own words only, and `by_meaning` is empty.
 """
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ Design choices:
 - The chosen reading is the supported one whose window holds the most of the question's words, the first in
   retrieval order on a tie. The lists are taken in turn, so the first supported reading may come from a
   window found by meaning that answers something else ("The Time Traveller was a monstrous crab." for
-  "What did the Morlocks' eyes shine like…?"). On the dev set the first supported reading was right 22 times
-  of 66, this choice 23; some reading was right 24 times.
+  "What did the Morlocks' eyes shine like…?"). On the same readings of the 66 dev questions the first
+  supported one was right 23 times, this choice 24; some reading was right 25 times.
 - When no reading is supported, the answer says so and gives the best guess as a guess — never as fact.
 - The answer is shown in its evidence: `mark` is the smallest stretch of the window that holds the words the
   answer added (char offsets in the document), so the CLI can print the sentence with the span marked.

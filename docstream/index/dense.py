@@ -24,12 +24,11 @@ Design choices:
   fungus") shares no word with its sentence ("a caterpillar smoking a hookah on the mushroom"). Each of the
   body's uncommon words (`book_words`: in < 5 % of the windows, letters only) is embedded alone and stored
   (`words.vec`, ~5k words, ~4 MB for a novel, 2–3 s to embed) when the text is chunked, so a first answer
-  before the read has them too. A question word is then also searched as the
-  book words nearest it in meaning (cosine >= `RELATED_MIN`, at most `RELATED_PER_WORD`, not its own
-  inflections, which the porter stemmer already joins), each weighted by its cosine (`ask/candidates.py`).
-  Common words are not embedded: they say little about where a sentence is.
+  before the read has them too. A question word is then also searched as the book words nearest it in
+  meaning (cosine >= `RELATED_MIN`, at most `RELATED_PER_WORD`, not its own inflections, which the porter
+  stemmer already joins), each weighted by its cosine (`ask/candidates.py`). Common words are not embedded:
+  they say little about where a sentence is.
 """
-
 from __future__ import annotations
 
 import importlib.util
