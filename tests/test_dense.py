@@ -155,3 +155,18 @@ def test_a_paraphrase_is_found_by_related_words_and_names_stand_for_themselves(h
     plain = PlainIndex(sentence_pieces(doc.source, doc.source.body_start, doc.source.body_end)).top(q, 3)
     assert any("MARMALADE" in doc.source.text[a:b] for a, b in hits)
     assert not any("MARMALADE" in c.text for c in plain)  # the question's own words do not find it
+
+
+@needs_model
+def test_the_fused_passages_rank_a_chunk_by_related_words(home, tiny_dir, short_text, monkeypatch):
+    from docstream.ask import retrieve as r
+
+    doc = docstream.open(short_text, model=str(tiny_dir), window=512, chunk_tokens=128)
+    doc.read()
+    with Index.open(doc.index_path) as ix:
+        found = r.retrieve(ix, "Which citrus?", budget_tokens=2000, count_tokens=len)
+        assert "orange" in found.related
+        jar = [p for p in found.passages if "MARMALADE" in p.text]
+        assert jar and jar[0].score > 0 and found.ranked[0] == jar[0].chunk  # ranked by "orange" alone
+        monkeypatch.setitem(r.WEIGHTS, "related", 0.0)
+        assert all(p.score == 0 for p in r.retrieve(ix, "Which citrus?", 2000, len).passages)
