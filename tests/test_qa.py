@@ -13,6 +13,7 @@ from docstream.cli.main import app
 from docstream.index.plain import PlainIndex, plain_chunks
 from docstream.index.search import STOP_WORDS
 from docstream.text.load import load
+from docstream.text.numbers import numbers, numerals
 
 DEV = REPO / "samples" / "qa" / "dev.jsonl"
 QS = qa.load_questions(DEV)
@@ -71,7 +72,8 @@ def test_covered_and_correct():
     assert qa.correct("The answer is: 3 inches.", ["three inches"]) and qa.correct("39 of them", ["thirty-nine"])
     assert qa.correct("a thousand pounds", ["one thousand pounds"]) and qa.correct("Half-past 8", ["half-past eight"])
     assert not qa.correct("4 inches", ["three inches"]) and not qa.correct("someone", ["one"])
-    assert qa.numerals("Twenty-nine days, eight hundred pounds, 421") == "29 days, 800 pounds, 421"
+    assert numerals("Twenty-nine days, eight hundred pounds, 421") == "29 days, 800 pounds, 421"
+    assert numbers("thirty-nine beryls, 3 inches, one thousand pounds") == {"39", "3", "1000"}
 
 
 def test_oracle_evidence_is_the_sentence_with_its_neighbours():

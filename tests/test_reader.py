@@ -38,6 +38,11 @@ def test_support_marks_the_answer_inside_its_window():
     # A small model embroiders: most of what it adds must be there, not all of it.
     assert support("nineteenth-century Banstead Abbey", "Which place?", window("in the direction of "
                                                                                "nineteenth-century Banstead"))[1]
+    # …but every number it adds must be the window's own, in words or digits.
+    gems = window("The coronet is comprised of thirty-nine large beryls.")
+    assert not support("Thirty-six large beryls.", "How many beryls?", gems)[1]  # 2 of its 3 words are there
+    assert support("39 large beryls.", "How many beryls?", gems)[1]
+    assert support("No one counted; thirty-nine beryls.", "How many beryls?", gems)[1]  # "one": a pronoun
 
 
 def test_choose_takes_the_supported_answer_whose_window_matches_the_question_best():

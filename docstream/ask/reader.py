@@ -11,7 +11,9 @@ Design choices:
   first supported one in retrieval order 12 (a window copied verbatim is the model's most confident answer).
 - Support, without a judge: an answer is *supported* by its window when the content words it adds to the
   question occur there (`added`, matched on crude stems; at least half of them, since a small model embroiders:
-  "Banstead Abbey" from "…nineteenth-century Banstead"). An answer that adds nothing (it echoes the question)
+  "Banstead Abbey" from "…nineteenth-century Banstead"), but every number it adds must be one the window
+  states, in words or digits (`text.numbers`: "thirty-six large gemstones" from "thirty-nine" is not
+  supported; "3 inches" from "three inches" is). An answer that adds nothing (it echoes the question)
   is not an answer, nor is one that talks about the text ("The passage is about …", `content.META`).
 - The chosen reading is the supported one whose window holds the most of the question's words, the first in
   retrieval order on a tie. The lists are taken in turn, so the first supported reading may come from a
@@ -30,6 +32,7 @@ from typing import Any
 from .. import prompts
 from ..backend.base import Backend
 from ..summarize.content import meta_phrase
+from ..text.numbers import numbers
 from .focus import WORD, Citation, evidence_prompt, terms
 from .retrieve import _same_word
 
@@ -67,7 +70,9 @@ def support(answer: str, question: str, citation: Citation, reach: int = 40
     words = [(m.start(), m.end(), m.group().lower()) for m in WORD.finditer(citation.quote)]
     hits = {w: [(a, b) for a, b, x in words if _same_word(w, x)] for w in added}
     found = sum(1 for w in added if hits[w])
+    stated = numbers(answer) - numbers(question) - {"1"}  # "one" is as often a pronoun ("no one", "the one")
     supported = (found > 0 and found * 2 >= len(added)  # most of what it adds is there ("Banstead Abbey")
+                 and stated <= numbers(citation.quote)  # but every number it adds ("thirty-six" for thirty-nine)
                  and not meta_phrase(answer))  # "The passage mentions …" is about the text, not an answer
     best: list[tuple[int, int]] = []
     for a, b in (h for hs in hits.values() for h in hs):  # each hit as an anchor: the added words near it

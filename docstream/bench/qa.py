@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, SettingsError
+from ..text.numbers import numerals
 
 MODES = ("docstream", "rag", "oracle", "truncate", "stream")
 DEFAULT_MODES = ("docstream", "rag", "oracle", "truncate")
@@ -59,31 +60,6 @@ def covered(spans: list[tuple[int, int]], start: int, end: int, share: float = 0
     """Does one of `spans` hold at least `share` of the characters of [start, end)?"""
     n = max(1, end - start)
     return any((min(b, end) - max(a, start)) / n >= share for a, b in spans)
-
-
-_NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-                                       "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
-_NUMBERS |= {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
-_NUMBERS |= {"hundred": 100, "thousand": 1000}
-_NUMBER_RUN = re.compile(r"\b(?:{0})(?:[\s-]+(?:{0}))*\b".format("|".join(_NUMBERS)))
-
-
-def numerals(text: str) -> str:
-    """`text` lowercased, each run of number words written in digits: "thirty-nine" -> "39", "one thousand
-    pounds" -> "1000 pounds", so "3 inches" answers "three inches"."""
-    def value(run: str) -> str:
-        total = current = 0
-        for w in re.split(r"[\s-]+", run):
-            n = _NUMBERS[w]
-            if n == 100:
-                current = max(current, 1) * 100
-            elif n == 1000:
-                total, current = total + max(current, 1) * 1000, 0
-            else:
-                current += n
-        return str(total + current)
-
-    return _NUMBER_RUN.sub(lambda m: value(m.group()), text.lower())
 
 
 def correct(answer: str, golds: list[str]) -> bool:
