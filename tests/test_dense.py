@@ -151,7 +151,7 @@ def test_a_paraphrase_is_found_by_related_words_and_names_stand_for_themselves(h
         weights = word_weights(ix, q)
         assert weights["citrus"] == 1.0 and dense.RELATED_MIN <= weights["orange"] < 1  # the book's word for it
         assert word_weights(ix, "Where was Dinah?") == {"dinah": 1.0}  # a name is searched as itself
-        hits = by_words(doc.source, ix, q, 3)
+        hits = by_words(doc.source, weights, 3)
     plain = PlainIndex(sentence_pieces(doc.source, doc.source.body_start, doc.source.body_end)).top(q, 3)
     assert any("MARMALADE" in doc.source.text[a:b] for a, b in hits)
     assert not any("MARMALADE" in c.text for c in plain)  # the question's own words do not find it

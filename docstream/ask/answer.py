@@ -32,7 +32,7 @@ from ..backend.base import Backend
 from ..errors import QuestionError
 from ..text.sentences import mostly_headings
 from .baselines import rag_prompt
-from .candidates import by_meaning, by_words, interleave
+from .candidates import by_meaning, by_words, interleave, word_weights
 from .focus import Citation, cite, evidence_prompt, focus, rank_windows
 from .reader import CANDIDATES, choose, phrase, read
 from .retrieve import retrieve
@@ -118,7 +118,8 @@ def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens
     by meaning and from the fused passages, in turn; for the `window` reader, the passages' windows that fill
     `evidence_tokens`, in document order."""
     t0 = time.perf_counter()
-    r = retrieve(index, question, budget_tokens=PASSAGE_TOKENS, count_tokens=engine.count)
+    weights = word_weights(index, question)  # one embedding of the question's words for both searches
+    r = retrieve(index, question, budget_tokens=PASSAGE_TOKENS, count_tokens=engine.count, weights=weights)
     retrieved = [{"chunk": p.chunk, "chapter": p.chapter_title, "rank": p.rank, "score": round(p.score, 4),
                   "char_start": p.char_start, "char_end": p.char_end} for p in r.passages]
     if reader == "window":
@@ -127,7 +128,7 @@ def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens
     else:  # sentence windows by words, by meaning, and from the fused passages, taken in turn
         ranked = [(s, e) for _, s, e in rank_windows(doc.text, r.passages, question)]
         lists = [[(s, e) for s, e in cands if not mostly_headings(doc.text[s:e])]  # no table of contents
-                 for cands in (by_words(doc, index, question, CANDIDATES), by_meaning(index, question, CANDIDATES),
+                 for cands in (by_words(doc, weights, CANDIDATES), by_meaning(index, question, CANDIDATES),
                                ranked)]
         spans = []
         for s, e in interleave(lists, CANDIDATES):

@@ -68,9 +68,9 @@ def word_weights(index: Any, question: str) -> dict[str, float]:
     return weights
 
 
-def by_words(doc: Any, index: Any, question: str, k: int) -> list[tuple[int, int]]:
-    """The `k` sentence windows of the body best matching the question's words and their related words."""
-    return [(c.start, c.end) for c in plain_index(doc, "sentences").weighted(word_weights(index, question), k)]
+def by_words(doc: Any, weights: dict[str, float], k: int) -> list[tuple[int, int]]:
+    """The `k` sentence windows of the body best matching a question's `word_weights`."""
+    return [(c.start, c.end) for c in plain_index(doc, "sentences").weighted(weights, k)]
 
 
 def stored(index: Any, what: str, count: int, read: Callable[[], tuple[list[Any], list[bytes]]]

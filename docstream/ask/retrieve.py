@@ -174,8 +174,10 @@ def retrieve(
     budget_tokens: int,
     count_tokens: Callable[[str], int],
     k: int = 8,
+    weights: dict[str, float] | None = None,
 ) -> Retrieval:
-    """The best passages for `question` that fit in `budget_tokens`, in document order, plus summaries."""
+    """The best passages for `question` that fit in `budget_tokens`, in document order, plus summaries.
+    `weights`: the question's `candidates.word_weights` when the caller has them already."""
     t0 = time.perf_counter()
     terms = fts_terms(question)
     out = Retrieval(question=question, terms=[t for t in terms if t not in QUESTION_WORDS] or terms)
@@ -189,7 +191,8 @@ def retrieve(
     lists["rare"] = ranked_chunks(db, " ".join(rare), DEPTH) if rare else []
     lists["tag_expansion"], lists["tag_cooccurrence"], out.expanded_tags = _tag_lists(
         index, query, out.terms, n_chunks)
-    out.related = [w for w, c in word_weights(index, question).items() if c < 1]
+    weights = word_weights(index, question) if weights is None else weights
+    out.related = [w for w, c in weights.items() if c < 1]
     lists["related"] = ranked_chunks(db, " ".join(out.related), DEPTH, column="text") if out.related else []
     fused = rrf(lists, WEIGHTS)
     if not fused:
