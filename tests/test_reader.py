@@ -45,6 +45,21 @@ def test_support_marks_the_answer_inside_its_window():
     assert support("No one counted; thirty-nine beryls.", "How many beryls?", gems)[1]  # "one": a pronoun
 
 
+def test_support_looks_past_the_models_wrapping():
+    gems = window("'There are thirty-nine enormous beryls,' said he.")
+    assert support("The answer to this question is: 39", "How many huge gemstones are there?", gems)[1]
+    assert not support("The answer to this question is: 36", "How many huge gemstones are there?", gems)[1]
+    label = window("I noticed a “Copenhagen” label upon each of their trunks, showing that had been their last stop.")
+    city = "What city's name appeared on the stickers attached to the travellers' luggage?"
+    assert support("The city of Copenhagen was mentioned in the passage.", city, label)[1]
+    assert not support("The city of Ashwood was mentioned in the passage.", city, label)[1]
+    assert not support("The passage is about Copenhagen.", city, label)[1]  # about the text, once unwrapped
+    # A word the summaries count as talk about the text can be an answer.
+    abbey = window("I observed far-off, in the direction of nineteenth-century Banstead, a vast green structure.")
+    assert support("The vast green structure stood towards Banstead.", "What did he see towards the south-west?",
+                   abbey)[1]
+
+
 def test_choose_takes_the_supported_answer_whose_window_matches_the_question_best():
     c = window()
     guess = Reading("A whale.", c, -0.1, ["whale"], False, None)
