@@ -174,6 +174,18 @@ def test_equal_length_cuts_docstream_to_each_baselines_word_count():
     assert sb.equal_length(rows[:1], items) == {}  # no baseline row: nothing to compare
 
 
+def test_oracle_summary_picks_the_storys_sentences_closest_to_the_references():
+    story = ("The rain fell on the grey town all night. Mara found a brass key under the old bridge. "
+             "Nobody in the town cared about the weather. Mara opened the lighthouse door with the key. "
+             "The gulls were loud that morning.")
+    refs = ["Mara finds a key under a bridge and opens the lighthouse with it."]
+    got = sb.oracle_summary(story, refs, 17)
+    assert got == "Mara found a brass key under the old bridge. Mara opened the lighthouse door with the key."
+    assert sb.rouge(got, refs)["rougeL"] > sb.rouge(story, refs)["rougeL"]  # the rest only lowers precision
+    assert sb.oracle_summary(story, refs, 12) in got.replace(". ", ".|").split("|")  # never over the target
+    assert sb.oracle_summary(story, refs, 4) == ""  # no sentence is that short
+
+
 # ---------------------------------------------------------------------------------------------- summary: harness
 def _story(title: str, names: list[str], credit: str = "") -> str:
     a, b, c = names
@@ -213,7 +225,7 @@ def test_summary_harness_end_to_end(home, tiny_dir, tmp_path):
         assert r["vacuous"] is None or 0 <= r["vacuous"] <= 1
     assert re.search(r"^method\s.*vacuous\s+grounding", table, re.M), table
     assert set(result["table"]) == set(sb.METHODS)
-    assert set(result["equal_length"]) == {"stream", "truncate"}
+    assert set(result["equal_length"]) == {"stream", "truncate", "oracle"}
     assert re.search(r"^at stream's length \(\d+ words, 2 stories\): docstream R-L", table, re.M), table
     assert any((out / "texts").glob("*/The Harbor Ship.txt"))  # the title names the file
     one = json.loads(run("bench", "summary", "--data", data, "--stories", "1", "--methods", "truncate",

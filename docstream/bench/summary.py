@@ -13,6 +13,10 @@ Design choices:
                 `--fresh` one made now from the stored chapter lines and notes; grounded by the product itself);
     truncate  - the first window of the story in a bare sink cache, then `prompts/bench_summary.txt`;
     stream    - the whole story streamed through the same bare sink cache (StreamingLLM), then the same prompt.
+    oracle    - the ceiling of picking the story's own sentences: greedily, the sentence (5-40 words, among
+                the `ORACLE_POOL` sharing most words with the references) that raises ROUGE-L the most against
+                the references, while the summary stays within the word target; in story order. It reads the
+                references, so no user has it: it shows what extraction could score at this length at best.
   The two baselines mirror `answer._bare` (the `ask --mode stream|truncate` baselines) with a summary prompt
   asking for the whole plot in order, with the same word target, token cap and stop strings; their output is
   NOT passed through docstream's `grounded()` filter (that filter is part of the docstream method).
@@ -44,7 +48,8 @@ from ..errors import InputError, SettingsError
 from ..summarize import content
 from .pool import Progress, cores, run_cells, threads_per_job
 
-METHODS = ("docstream", "truncate", "stream")
+METHODS = ("docstream", "truncate", "stream", "oracle")
+ORACLE_POOL = 40  # candidate sentences of the oracle: those sharing the most distinct words with the references
 DEFAULT_DATA = "shared/corpus/qa/squality/dev.jsonl"
 METRICS = ("rouge1", "rouge2", "rougeL")
 
@@ -272,6 +277,29 @@ def bare_summary(doc: Any, mode: str, words: int) -> str:
     return " ".join(stream.aside(prompt, max_new, stop=STOP).split())
 
 
+def oracle_summary(text: str, references: list[str], words: int) -> str:
+    """The story's own sentences picked greedily for ROUGE-L against `references` (max over them), about `words`
+    words, in story order."""
+    from rouge_score import rouge_scorer
+
+    sc = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    sents = list(dict.fromkeys(" ".join(x.split()) for x in content.split_sentences(text)
+                               if 5 <= len(x.split()) <= 40))
+    ref_words = {w.lower() for r in references for w in _WORD.findall(r)}
+    pool = sorted(sents, key=lambda x: -len({w.lower() for w in _WORD.findall(x)} & ref_words))[:ORACLE_POOL]
+
+    def score(picked: list[str]) -> float:  # as shown: in story order
+        shown = " ".join(sorted(picked, key=sents.index))
+        return max(sc.score(r, shown)["rougeL"].fmeasure for r in references)
+
+    picked: list[str] = []
+    while fits := [x for x in pool if sum(len(y.split()) for y in [*picked, x]) <= words]:
+        best = max(fits, key=lambda x: score([*picked, x]))
+        picked.append(best)
+        pool.remove(best)
+    return " ".join(sorted(picked, key=sents.index))
+
+
 def run_cell(spec: dict) -> dict:
     """One story, one method. Errors are returned, not raised."""
     import docstream
@@ -279,6 +307,11 @@ def run_cell(spec: dict) -> dict:
     t0 = time.perf_counter()
     res: dict[str, Any] = {"story": spec["story"], "method": spec["method"]}
     try:
+        if spec["method"] == "oracle":  # no model: the story's sentences against the references
+            res["summary"] = oracle_summary(Path(spec["path"]).read_text(encoding="utf-8"), spec["references"],
+                                            spec["words"])
+            res["seconds"] = round(time.perf_counter() - t0, 2)
+            return res
         doc = docstream.open(spec["path"], model=spec["model"], window=spec["window"])
         if spec["method"] == "docstream":
             res["index_reused"] = doc.is_read()
@@ -324,8 +357,8 @@ def run(data: str | Path | None = None, stories: int | None = None, methods: lis
                      "references": len(st["references"]), "top_names": top_names(st["text"])})
         for m in methods:
             specs.append({"story": i, "method": m, "path": str(path), "model": model, "window": window,
-                          "words": words, "fresh": fresh})
-    cost = {"docstream": 0, "stream": 1, "truncate": 2}
+                          "words": words, "fresh": fresh, "references": st["references"]})
+    cost = {"docstream": 0, "stream": 1, "truncate": 2, "oracle": 3}
     specs.sort(key=lambda s: (cost[s["method"]], -info[s["story"]]["chars"]))
     result: dict[str, Any] = {
         "data": str(data or default_data()), "model": model_name(model), "window": window, "words": words,

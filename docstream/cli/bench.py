@@ -79,8 +79,9 @@ def bench_needle(haystack: Annotated[Optional[Path], typer.Option(
 def bench_summary(data: Annotated[Optional[Path], typer.Option(
                       help="SQuALITY-style .jsonl [default: ../shared/corpus/qa/squality/dev.jsonl].")] = None,
                   stories: Annotated[Optional[int], typer.Option(help="Only the first N stories.")] = None,
-                  methods: Annotated[str, typer.Option(help="Subset of docstream,truncate,stream.")]
-                  = "docstream,truncate,stream",
+                  methods: Annotated[str, typer.Option(help="Subset of docstream,truncate,stream,oracle (the "
+                                                            "best the story's own sentences score: the ceiling).")]
+                  = "docstream,truncate,stream,oracle",
                   out: Annotated[Path, typer.Option(help="Output folder (texts/, summary.json).")]
                   = Path("bench-out/summary"),
                   words: Annotated[int, typer.Option(help="Target words of every method's summary.")] = 120,
@@ -88,7 +89,8 @@ def bench_summary(data: Annotated[Optional[Path], typer.Option(
                                                            "chapter lines and notes (reads reused).")] = False,
                   window: Window = 2048, jobs: Jobs = 1,
                   model: Model = None, json_out: Json = False) -> None:
-    """Plot summaries of SQuALITY stories by docstream, truncate and stream: ROUGE, faithfulness, coverage."""
+    """Plot summaries of SQuALITY stories by docstream, truncate, stream and an extractive oracle: ROUGE,
+    faithfulness, coverage."""
     from ..bench import summary as sb
 
     res = sb.run(data, stories=stories, methods=_csv(methods), model=model, window=window, words=words, out=out,
