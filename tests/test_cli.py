@@ -113,6 +113,13 @@ def test_rag_mode_cites_plain_chunks_without_reading(home, tiny_dir, short_text)
     assert not list((home / "index").glob("*.db"))  # plain BM25 needs no read
 
 
+def test_help_shows_the_defaults_given_in_words():
+    """A default written as "[default: …]" inside a help text is eaten as rich markup; it must be shown."""
+    assert "smollm2-135m" in run("ask", "--help").stdout
+    assert "gutenberg" in run("bench", "chapters", "--help").stdout
+    assert "Dolores Park" in run("bench", "needle", "--help").stdout
+
+
 def test_help_does_not_import_torch():
     import subprocess
     import sys

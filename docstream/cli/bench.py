@@ -56,7 +56,7 @@ def bench_needle(haystack: Annotated[Optional[Path], typer.Option(
                  needle: Annotated[Optional[str], typer.Option(help="The sentence to hide.")] = None,
                  question: Annotated[Optional[str], typer.Option(help="The question about it.")] = None,
                  answer: Annotated[Optional[str], typer.Option(
-                     help="Comma-separated key words a correct answer contains [default: sandwich,Dolores Park].")]
+                     help="Comma-separated key words a correct answer contains.", show_default="sandwich,Dolores Park")]
                  = None,
                  modes: Annotated[str, typer.Option(help="Subset of docstream,stream,truncate.")]
                  = "docstream,stream,truncate",
@@ -77,7 +77,7 @@ def bench_needle(haystack: Annotated[Optional[Path], typer.Option(
 @bench_app.command("summary")
 @handle_errors
 def bench_summary(data: Annotated[Optional[Path], typer.Option(
-                      help="SQuALITY-style .jsonl [default: ../shared/corpus/qa/squality/dev.jsonl].")] = None,
+                      help="SQuALITY-style .jsonl.", show_default="../shared/corpus/qa/squality/dev.jsonl")] = None,
                   stories: Annotated[Optional[int], typer.Option(help="Only the first N stories.")] = None,
                   methods: Annotated[str, typer.Option(help="Subset of docstream,truncate,stream,oracle (the "
                                                             "best the story's own sentences score: the ceiling).")]
@@ -101,7 +101,7 @@ def bench_summary(data: Annotated[Optional[Path], typer.Option(
 @bench_app.command("chapters")
 @handle_errors
 def bench_chapters(files: Annotated[Optional[list[Path]], typer.Argument(
-                       help="Books to measure [default: ../shared/corpus/gutenberg/*.txt].")] = None,
+                       help="Books to measure.", show_default="../shared/corpus/gutenberg/*.txt")] = None,
                    books: Annotated[str, typer.Option(help="Only books whose file name contains one of these "
                                                            "(comma-separated).")] = "",
                    window: Window = 2048, model: Model = None, dtype: Dtype = "auto",
@@ -132,7 +132,7 @@ def bench_read(file: Annotated[Path, typer.Argument(help="Text to read (a Gutenb
 @bench_app.command("batch")
 @handle_errors
 def bench_batch(files: Annotated[Optional[list[Path]], typer.Argument(
-                    help="Texts to slice documents from [default: ../shared/corpus/gutenberg/*.txt].")] = None,
+                    help="Texts to slice documents from.", show_default="../shared/corpus/gutenberg/*.txt")] = None,
                 docs: Annotated[int, typer.Option(help="Documents to read.")] = 8,
                 tokens: Annotated[int, typer.Option(help="Tokens per document.")] = 2048,
                 width: Annotated[int, typer.Option(help="Documents read in lockstep (the batch).")] = 8,
