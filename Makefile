@@ -30,7 +30,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/docstream summarize samples/time-machine.txt --level chapter
-	$(BIN)/docstream ask samples/time-machine.txt "What did the Time Traveller's machine look like?"
+	$(BIN)/docstream ask samples/time-machine.txt "What did the Time Traveller strike to frighten the Morlocks?"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
