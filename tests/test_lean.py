@@ -76,12 +76,30 @@ def test_int4_decode_step_uses_the_int4_values_in_fused_projections(tiny_lm):
             **cache_kwargs(m, cache)).logits[:, -1].float()
     cache.restore(state)
     got = cache.feed(m, x)  # the first lean step: builds the fused int4 weights
+    qkv, gate_up = lean(m).blocks[0][1], lean(m).blocks[0][4]  # q|k|v quantized again, gate|up joined
+    for fused in (qkv, gate_up):  # either way, what quantizing the fused matrix gives
+        packed, sz = int4.quantize(fused.weight)
+        assert torch.equal(fused.packed, packed) and torch.equal(fused.sz, sz)
+    mlp = m.model.layers[0].mlp
+    assert mlp.gate_proj.packed.data_ptr() == gate_up.packed.data_ptr()  # the layer's rows: a view
+    a = m.model.layers[0].self_attn
+    joined = int4.joinable([p.out_features for p in (a.q_proj, a.k_proj, a.v_proj)])  # by the tiny model's sizes
+    assert (a.q_proj.packed.data_ptr() == qkv.packed.data_ptr()) == joined
     assert got.argmax(-1).item() == ref.argmax(-1).item()
     assert ((got - ref).abs().max() / ref.abs().max()).item() < 0.05  # bf16 rounding, same int4 values
     cache.restore(state)  # the transformers path computes as it did before the first lean step
     again = m(input_ids=x, position_ids=cache.next_positions(1), use_cache=True,
               **cache_kwargs(m, cache)).logits[:, -1].float()
     assert torch.equal(again, ref)
+
+
+def test_int4_rows_join_only_in_whole_packing_blocks():
+    ws = [torch.randn(n, 64, dtype=torch.bfloat16) for n in (128, 64, 32)]
+    for parts in (ws, ws[1:], [ws[2], ws[1]]):  # 128|64|32 and 64|32 join; 32|64 does not
+        joined = torch.cat([int4.quantize(w)[0] for w in parts])
+        ok = torch.equal(joined, int4.quantize(torch.cat(parts))[0])
+        assert ok == int4.joinable([w.shape[0] for w in parts]), [w.shape for w in parts]
+    assert int4.joinable([64, 16]) and not int4.joinable([16, 64])
 
 
 def test_plain_layers_become_views_of_the_fused_matrix(tiny_lm):

@@ -26,6 +26,7 @@ from torch import nn
 
 GROUP = 32  # weights per scale/offset pair: a GGUF Q4_1 block
 SMALL_ROWS = 16  # at most this many rows go through the compact kernels; more take the bf16 weight
+PACK_ROWS = 64  # `_convert_weight_to_int4pack_for_cpu` lays out output rows in blocks of this many
 
 
 def quantize(w: torch.Tensor, group: int = GROUP) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,6 +41,12 @@ def quantize(w: torch.Tensor, group: int = GROUP) -> tuple[torch.Tensor, torch.T
     zeros = lo + scale * 8  # the kernel computes (q - 8) * scale + zero
     sz = torch.cat([scale, zeros], -1).transpose(0, 1).contiguous().to(torch.bfloat16)  # (K/G, N, 2)
     return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1), sz
+
+
+def joinable(rows: list[int]) -> bool:
+    """Whether packed weights of these output sizes, joined along N, equal the packing of the joined weight:
+    the kernel packs rows in blocks of `PACK_ROWS`, so every part but the last must fill whole blocks."""
+    return all(n % PACK_ROWS == 0 for n in rows[:-1])
 
 
 def dequantize(packed_q: torch.Tensor, sz: torch.Tensor, k: int, group: int = GROUP) -> torch.Tensor:
