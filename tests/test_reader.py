@@ -60,6 +60,18 @@ def test_support_looks_past_the_models_wrapping():
                    abbey)[1]
 
 
+def test_a_how_many_question_needs_an_amount():
+    wives = window("Stangerson rode in the wagon with his three wives and the young Ferrier girl.")
+    q = "How many spouses did Stangerson have riding with the girl?"
+    assert not support("The answer is \"Ferrier\"", q, wives)[1]  # in the window, but not an amount
+    assert support("He had three wives.", q, wives)[1]
+    bill = window("Sherry, 8d. The bill was for eightpence, paid the same evening.")
+    assert support("It cost eightpence.", "How much was charged for a glass of sherry?", bill)[1]
+    trip = window("After a fortnight in the town he was set free and went home.")
+    assert support("After a fortnight.", "How long was he kept before being set free?", trip)[1]
+    assert support("Ferrier rode with him.", "Who rode with Stangerson?", wives)[1]  # other questions: no amount
+
+
 def test_choose_takes_the_supported_answer_whose_window_matches_the_question_best():
     c = window()
     guess = Reading("A whale.", c, -0.1, ["whale"], False, None)
