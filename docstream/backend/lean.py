@@ -11,11 +11,11 @@ Design choices:
 - The projections sharing an input are fused: q|k|v into one matrix product, gate|up into another (7 → 4 per
   layer). The fused matrix is built once and the layers' weights become views of it (no second copy). In the
   `int4` format the layers' packed int4 rows are joined the same way (groups of 32 run along the input, so
-  this is exactly what quantizing the fused matrix would give, without the 0.5 s it takes; `int4.joinable`)
-  and become views of it; like them, the step takes the int4 copy for at most `int4.SMALL_ROWS` rows, the bf16 one above. The
-  transformers path computes the same whether or not a decode step ran before in the process (a batch read in
-  one process equals the same documents read by separate workers), and `bench engine` scores perplexity
-  through the layers.
+  this is exactly what quantizing the fused matrix would give, without the 0.4 s it takes; `int4.joinable`)
+  and become views of it; like them, the step takes the int4 copy for at most `int4.SMALL_ROWS` rows, the
+  bf16 one above. The transformers path computes the same whether or not a decode step ran before in the
+  process (a batch read in one process equals the same documents read by separate workers), and `bench
+  engine` scores perplexity through the layers.
 - The arithmetic follows the transformers Llama code: RMSNorm in fp32 cast back to the model's dtype, rotary
   cos/sin computed in fp32 (with `attention_scaling`) and cast, attention through SDPA with grouped KV heads,
   residual adds in the model's dtype. Logits agree with the transformers forward (tested on a random Llama).
@@ -84,18 +84,20 @@ class _Fused:
                 lin.weight = nn.Parameter(self.weight[at:at + n], requires_grad=False)
                 at += n
         self.packed = self.sz = None
-        if isinstance(linears[0], int4.Int4Linear) and not int4.joinable([lin.out_features for lin in linears]):
+        if not isinstance(linears[0], int4.Int4Linear):
+            return
+        if not int4.joinable([lin.out_features for lin in linears]):  # the packing blocks would not line up
             self.packed, self.sz = int4.quantize(self.weight)
-        elif isinstance(linears[0], int4.Int4Linear):  # groups run along the input, so the layers' int4 rows
-            # side by side are exactly the fused weight's: joined, not quantized again; their packed rows
-            # become views of it too (their scales stay their own: the kernel wants them contiguous)
-            self.packed = torch.cat([lin.packed for lin in linears])  # (sum N, K/2) uint8
-            self.sz = torch.cat([lin.scales_and_zeros for lin in linears], 1)  # (K/G, sum N, 2)
-            at = 0
-            for lin in linears:
-                n = lin.packed.shape[0]
-                lin.packed = self.packed[at:at + n]
-                at += n
+            return
+        # groups run along the input, so the layers' int4 rows side by side are exactly the fused matrix's: joined,
+        # not quantized again, and their packed rows become views of it (their scales stay contiguous copies)
+        self.packed = torch.cat([lin.packed for lin in linears])  # (sum N, K/2) uint8
+        self.sz = torch.cat([lin.scales_and_zeros for lin in linears], 1)  # (K/G, sum N, 2)
+        at = 0
+        for lin in linears:
+            n = lin.packed.shape[0]
+            lin.packed = self.packed[at:at + n]
+            at += n
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (M, K) in the model's dtype
         if self.packed is not None and x.shape[0] <= int4.SMALL_ROWS:

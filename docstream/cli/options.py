@@ -11,8 +11,8 @@ import typer
 from ..errors import DocstreamError
 
 File = Annotated[Path, typer.Argument(help="A book or document: .txt, .md, .epub, .html or .pdf.", show_default=False)]
-Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="DOCSTREAM_MODEL",
-                                              help="Model alias, local HF directory or hub id.", show_default="smollm2-135m")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="DOCSTREAM_MODEL", show_default="smollm2-135m",
+                                              help="Model alias, local HF directory or hub id.")]
 Window = Annotated[int, typer.Option(help="Recent tokens kept in the sink cache.")]
 Jobs = Annotated[int, typer.Option(help="Benchmark cells run in parallel worker processes.")]
 Sinks = Annotated[int, typer.Option(help="Attention-sink tokens kept at the start.")]
