@@ -77,6 +77,22 @@ def test_the_key_sentence_is_the_books_own_words_about_its_main_events():
     assert not content.is_vacuous(key, CHAPTER)
 
 
+def test_a_chapter_line_prefers_a_sentence_where_someone_does_something():
+    chapter = ("The sphinx stood white and leprous upon its bronze pedestal in the moonlight. "
+               "I ran to the sphinx and struck its bronze pedestal with my fists in the moonlight. "
+               "The garden was quiet; the sphinx, the pedestal and the moonlight were all that there was.")
+    assert content.key_sentence(chapter).startswith("The sphinx stood")  # a note: the words alone decide
+    assert content.key_sentence(chapter, line=True).startswith("I ran to the sphinx")
+    assert content.narrates("I ran to the sphinx.") and content.narrates("Weena fled.", {"weena"})
+    assert not content.narrates("The sphinx is white.") and not content.narrates("A hundred red beds.")
+    looped = ("A week elapsed before she could see Elizabeth without scolding her, a month passed away before she "
+              "could speak to Sir William or Lady Lucas without being rude.")
+    assert content.loops(looped)  # the gate would call it vacuous: never a chapter's line
+    chapter = f"{looped} Then the rain came down on the house all day."
+    assert content.key_sentence(chapter).startswith("A week elapsed")  # its repeated words win a note
+    assert content.key_sentence(chapter, line=True) == "Then the rain came down on the house all day."
+
+
 def test_a_long_key_sentence_is_cut_at_a_clause():
     long = ("The Time Traveller walked along the river bank past the great white sphinx, and he found the "
             "little machine in the grass near the bronze doors, and then he climbed into the seat and pulled the "

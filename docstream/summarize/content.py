@@ -23,7 +23,12 @@ Design choices:
   dialogue scored down; very short sentences, fragments (lowercase start), headings (Title Case), bracketed
   notes and sentences with a `META` phrase (a transcriber's note) left out; cut to about `KEY_WORDS` words at a
   clause boundary. Its words are always the book's own words in the book's order (whitespace collapsed, quote
-  marks around it dropped).
+  marks around it dropped). For a chapter's line (`line=True`, the strict gate's fallback) a sentence where
+  someone does something (`narrates`: a doer — a personal pronoun or one of the book's names — and a verb in
+  the past tense) scores `EVENT_BONUS` (1.5) times more, and one that `loops` is never taken: over the six
+  novels' 144 chapters, 129 lines narrate against 114, and The Time Machine's VII, VIII, XIII and XIV say what
+  the traveller does ("I saw a curved pale line like a vast new moon") instead of describing ("The red eastern
+  sky, the northward blackness, …") or reflecting. Notes keep the plain key sentence.
 - Profiles of a source (its stem counts and names) are cached by the source string: a chapter's lines are
   measured against the same text many times.
 """
@@ -42,6 +47,14 @@ MIN_GROUNDING = 0.5
 LINE_WORDS = 4  # a chapter line the gate keeps (`strict`) is a whole sentence of at least this many words
 LINE_GROUNDING = 0.75  # a chapter line the gate keeps (`strict`): below it, the lines the model wrote were nonsense
 KEY_WORDS = 30
+EVENT_BONUS = 1.5  # a chapter line's key sentence: one that narrates scores this much more
+PAST = frozenset("went came saw took found made gave got ran sat stood fell held told felt left brought began broke "
+                 "caught drove ate fought flew led lost met rode rose shook shot spoke struck threw woke wrote won drew "
+                 "hid bit hung lay lit sent spent stole swept tore wore fled sprang sank swam fed dug slid spun stuck "
+                 "swung sought bought knelt crept leapt wept heard did put set cut let shut cast thrust".split())
+NOT_PAST = frozenset("need indeed hundred bed seed feed speed breed deed weed shed sacred naked wicked kindred creed "
+                     "bred".split())
+DOERS = frozenset("i he she they we".split())
 # Talk about the text instead of the events. Matched case-insensitively as whole words; keep it maintained: add
 # a phrase when a line like the ones it catches turns up, with a test (tests/test_content.py).
 META = (
@@ -254,9 +267,19 @@ def _heading(sentence: str) -> bool:
     return not re.search(r"[a-z]", sentence) or caps * 5 >= len(words) * 3
 
 
-def key_sentence(text: str, book: str | None = None, most: int = KEY_WORDS) -> str:
+def narrates(sentence: str, names: frozenset | set = frozenset()) -> bool:
+    """Someone does something in the past tense: a verb in the past ("-ed", or an irregular one from `PAST`) and a
+    doer (a personal pronoun, or one of the book's `names`)."""
+    words = _WORD.findall(sentence)
+    lower = [w.lower() for w in words]
+    past = any(w in PAST or (len(w) > 4 and w.endswith("ed") and w not in NOT_PAST) for w in lower)
+    return past and any(w in DOERS or (w in names and o[0].isupper()) for w, o in zip(lower, words))
+
+
+def key_sentence(text: str, book: str | None = None, most: int = KEY_WORDS, line: bool = False) -> str:
     """The sentence of `text` that shares the most of its frequent content words and names (those it uses
-    more than `book` does, when given), trimmed to about `most` words. '' for a text without sentences."""
+    more than `book` does, when given), trimmed to about `most` words. '' for a text without sentences. For a
+    chapter `line`, a sentence that `narrates` scores `EVENT_BONUS` times more, and one that `loops` is left out."""
     prof = profile(text)
     names = profile(book).names if book else prof.names
     ref = profile(book) if book else None
@@ -281,6 +304,10 @@ def key_sentence(text: str, book: str | None = None, most: int = KEY_WORDS) -> s
         score /= math.sqrt(max(n, 12))  # long sentences do not win by length alone
         if flat[0] in _QUOTES or any(q in flat for q in "“”\"") or flat.count("‘") + flat.count("'") >= 2:
             score *= 0.6  # dialogue: what someone says, less often what happens
+        if line and loops(flat):
+            continue  # a chapter line the gate would call vacuous
+        if line and narrates(flat, names) and not flat.endswith("?"):
+            score *= EVENT_BONUS  # a chapter line says what happens
         if score > best_score:
             best, best_score = flat, score
     return _trim(best, most) if best else ""
@@ -302,5 +329,5 @@ def gate(text: str, source: str, book: str | None = None, most: int = KEY_WORDS,
     keep = [s for s in split_sentences(text) if ok(s)]
     if keep:
         return " ".join(keep), "model"
-    key = key_sentence(source, book, most)
+    key = key_sentence(source, book, most, line=strict)
     return (key, "extractive") if key else (text, "model")
