@@ -248,6 +248,7 @@ def test_chapters_harness_measures_every_chapter_line(home, tiny_dir, short_text
     for x in res["lines"]:
         assert x["method"] in ("model", "extractive", None)
         assert x["vacuous"] == any(r["vacuous"] for r in x["sentences"])
+    assert book["narrates"] == sum(1 for x in res["lines"] if x["line"] and x["narrates"])
     assert res["total"]["chapters"] == book["chapters"]
     text = run("bench", "chapters", short_text, "-m", tiny_dir, "--window", "512").stdout
     assert re.search(r"^short\s+\d+\s+\d+", text, re.M) and re.search(r"^total\s", text, re.M)

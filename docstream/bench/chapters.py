@@ -8,7 +8,8 @@ Design choices:
   grounding (share of content words found in the chapter; the book's names left out, found in the whole book)
   and vacuity (a meta phrase, or grounding < 0.5). A line is vacuous when one of its sentences is.
 - Per book: chapters found, chapters with a line, vacuous lines %, vacuous sentences %, mean grounding, lines
-  made by the extractive fallback (the `method` of the stored row); a total row over all books. `--json`
+  made by the extractive fallback (the `method` of the stored row), lines that narrate (`content.narrates`:
+  someone does something, in the past tense); a total row over all books. `--json`
   adds one row per line (book, chapter, title, line, method, per-sentence measures).
 - Default files: the six novels of `../shared/corpus/gutenberg/`; `--books a,b` keeps the files whose name
   contains one of the parts (as `bench qa`).
@@ -55,7 +56,8 @@ def measure_book(doc: Any) -> dict[str, Any]:
         rows = content.measure(line, source, names) if line else []
         lines.append({"chapter": idx + 1, "title": ch.title, "line": line,
                       "method": getattr(s, "method", None) or "model" if s else None,
-                      "vacuous": any(r["vacuous"] for r in rows), "sentences": rows})
+                      "vacuous": any(r["vacuous"] for r in rows), "narrates": content.narrates(line, names),
+                      "sentences": rows})
     return {"chapters": len(chapters), "lines": lines}
 
 
@@ -66,7 +68,8 @@ def _book_row(name: str, lines: list[dict]) -> dict[str, Any]:
     return {"book": name, "chapters": len(lines), "with_line": len(with_line),
             "vacuous_lines": round(sum(x["vacuous"] for x in with_line) / len(with_line), 4) if with_line else None,
             "vacuous_sentences": agg["vacuous"], "grounding": agg["grounding"], "sentences": agg["sentences"],
-            "extractive": sum(1 for x in with_line if x["method"] == "extractive")}
+            "extractive": sum(1 for x in with_line if x["method"] == "extractive"),
+            "narrates": sum(1 for x in with_line if x["narrates"])}
 
 
 def run(files: list[Path] | None = None, books: tuple[str, ...] = (), model: str | None = None,
@@ -99,13 +102,13 @@ def _pct(v: float | None) -> str:
 
 def format_table(res: dict[str, Any]) -> str:
     head = (f"{'book':<28}{'chapters':>9}{'lines':>7}{'vacuous':>10}{'vac. sent':>11}{'grounding':>11}"
-            f"{'extractive':>12}")
+            f"{'extractive':>12}{'narrates':>10}")
     out = [f"chapters: {res['model']}, window {res['window']}; a line is vacuous when one of its sentences talks "
            "about the text or has grounding < 0.5", head]
     for b in [*res["books"], res["total"]]:
         g = "-" if b["grounding"] is None else f"{b['grounding']:.3f}"
         out.append(f"{b['book'][:27]:<28}{b['chapters']:>9}{b['with_line']:>7}{_pct(b['vacuous_lines']):>10}"
-                   f"{_pct(b['vacuous_sentences']):>11}{g:>11}{b['extractive']:>12}")
+                   f"{_pct(b['vacuous_sentences']):>11}{g:>11}{b['extractive']:>12}{b['narrates']:>10}")
     out.append("")
     for x in res["lines"]:
         mark = "VACUOUS " if x["vacuous"] else ""
