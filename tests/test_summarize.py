@@ -52,6 +52,9 @@ def test_grounded_drops_invented_names_lists_and_talk_about_the_text():
     assert summarize.grounded("Then Zorblax wins.", SOURCE,  # a fallback is grounded too
                               fallback=["The passage is short. Gus went home."]) == "Gus went home."
     assert summarize.grounded("Gus left Mars in about 24 words. Pete laughed.", SOURCE) == "Pete laughed."
+    # a number the story never states, in digits or words
+    assert summarize.grounded("Gus went 40,000 miles. Pete laughed.", SOURCE) == "Pete laughed."
+    assert summarize.grounded("Gus met seventeen men. Pete laughed.", SOURCE) == "Pete laughed."
 
 
 @pytest.mark.parametrize("lead, text, expected", [

@@ -1,7 +1,9 @@
 """Grounding: a small model invents, so every generated summary sentence is checked against the source.
 
 Design choices:
-- `grounded()` keeps the sentences whose capitalised words (a name, a place) all occur in the source and whose
+- `grounded()` keeps the sentences whose capitalised words (a name, a place) and numbers (`text.numbers`, in
+  words or digits: "400,010,020,030" was written in a summary of a story that has none of them) all occur in
+  the source and whose
   content words mostly do (`content.grounding` >= 0.5: "She is a skilled and cunning sorceress" is invented
   when the story never says so); it drops repeats, list lead-ins and markers (a summary is prose), loops, and
   sentences about the text instead of the story (`content.META`, the one maintained list of such phrases: the
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from ..backend.base import Backend
 from ..read.tags import join_lead
+from ..text.numbers import numbers
 from ..text.sentences import ends_sentence, split_sentences
 from .content import MIN_GROUNDING, grounding, loops, meta_phrase
 
@@ -38,6 +41,7 @@ def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
     story ("The passage is a continuation of the original text.")."""
     keep: list[str] = []
     seen: set[str] = set()
+    told = numbers(source)
     flat = _NUMBERED.sub("\n", " ".join(text.split()))
     if re.search(r"(?:^|:)\s*[-•*]\s", flat):
         flat = _BULLET.sub("\n", flat)
@@ -45,8 +49,8 @@ def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
         key = _sentence_key(sent)
         if not key or key in seen or sent.endswith(":") or meta_phrase(sent) or loops(sent):
             continue
-        if any(w not in source for w in _CAP.findall(sent)):
-            continue
+        if any(w not in source for w in _CAP.findall(sent)) or not numbers(sent) <= told:
+            continue  # a name, or a number ("40,000 miles", in words or digits), that the source never states
         g = grounding(sent, source)
         if g is not None and g < MIN_GROUNDING:  # most of its words are not the source's: invented
             continue
