@@ -3,11 +3,10 @@
 Design choices:
 - `grounded()` keeps the sentences whose capitalised words (a name, a place) and numbers (`text.numbers`, in
   words or digits: "400,010,020,030" was written in a summary of a story that has none of them) all occur in
-  the source and whose
-  content words mostly do (`content.grounding` >= 0.5: "She is a skilled and cunning sorceress" is invented
-  when the story never says so); it drops repeats, list lead-ins and markers (a summary is prose), loops, and
-  sentences about the text instead of the story (`content.META`, the one maintained list of such phrases: the
-  gate of chapter lines uses it too).
+  the source and whose content words mostly do (`content.grounding` >= 0.5: "She is a skilled and cunning
+  sorceress" is invented when the story never says so); it drops repeats, list lead-ins and markers (a summary
+  is prose), loops, and sentences about the text instead of the story (`content.META`, the one maintained list
+  of such phrases: the gate of chapter lines uses it too).
 - When nothing survives, the source sentences themselves stand in (`fallback`), grounded too when that leaves
   anything: an extractive line beats an invented one.
 - The one sentence splitter (`text.sentences`, which does not split after Mr./Mrs./Dr.) and one repeat key
