@@ -86,7 +86,7 @@ def support(answer: str, question: str, citation: Citation, reach: int = 40
     words = [(m.start(), m.end(), m.group().lower()) for m in WORD.finditer(citation.quote)]
     hits = {w: [(a, b) for a, b, x in words if _same_word(w, x)] for w in added}
     told = numbers(citation.quote)
-    found = sum(1 for w in added if hits[w] or (numbers(w) and numbers(w) <= told))  # "39": "thirty-nine"
+    found = sum(1 for w in added if hits[w] or ((n := numbers(w)) and n <= told))  # "39": "thirty-nine"
     stated = numbers(core) - numbers(question) - {"1"}  # "one" is as often a pronoun ("no one", "the one")
     supported = (found > 0 and found * 2 >= len(added)  # most of what it adds is there ("Banstead Abbey")
                  and stated <= told  # but every number it adds ("thirty-six" for thirty-nine)

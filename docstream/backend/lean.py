@@ -75,29 +75,25 @@ class _Fused:
     of it, for calls of at most `int4.SMALL_ROWS` rows."""
 
     def __init__(self, *linears: Any):
+        sizes = [lin.out_features for lin in linears]  # N of each layer
         if len(linears) == 1:
             self.weight = linears[0].weight.detach()  # (N, K)
         else:
-            self.weight, at = torch.cat([lin.weight.detach() for lin in linears]), 0  # (sum N, K)
-            for lin in linears:
-                n = lin.weight.shape[0]
-                lin.weight = nn.Parameter(self.weight[at:at + n], requires_grad=False)
-                at += n
+            self.weight = torch.cat([lin.weight.detach() for lin in linears])  # (sum N, K)
+            for lin, w in zip(linears, self.weight.split(sizes)):
+                lin.weight = nn.Parameter(w, requires_grad=False)
         self.packed = self.sz = None
         if not isinstance(linears[0], int4.Int4Linear):
             return
-        if not int4.joinable([lin.out_features for lin in linears]):  # the packing blocks would not line up
+        if not int4.joinable(sizes):  # the packing blocks would not line up
             self.packed, self.sz = int4.quantize(self.weight)
             return
         # groups run along the input, so the layers' int4 rows side by side are exactly the fused matrix's: joined,
         # not quantized again, and their packed rows become views of it (their scales stay contiguous copies)
         self.packed = torch.cat([lin.packed for lin in linears])  # (sum N, K/2) uint8
         self.sz = torch.cat([lin.scales_and_zeros for lin in linears], 1)  # (K/G, sum N, 2)
-        at = 0
-        for lin in linears:
-            n = lin.packed.shape[0]
-            lin.packed = self.packed[at:at + n]
-            at += n
+        for lin, rows in zip(linears, self.packed.split(sizes)):
+            lin.packed = rows
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (M, K) in the model's dtype
         if self.packed is not None and x.shape[0] <= int4.SMALL_ROWS:

@@ -299,13 +299,13 @@ def key_sentence(text: str, book: str | None = None, most: int = KEY_WORDS, line
         if n < 5 or flat[0].islower() or meta_phrase(flat) or _heading(flat) or "[" in flat or "]" in flat:
             continue  # short, a fragment after dialogue ("said the Mock Turtle."), talk about the text, a heading
             # ("The Rabbit Sends in a Little Bill."), a bracketed editor's note
+        if line and loops(flat):
+            continue  # a chapter line the gate would call vacuous
         seen = {_stem(w): 2.0 if w in names else 1.0 for w in content_words(flat)}  # a name counts twice
         score = sum(weight.get(stem, 0.0) * factor for stem, factor in seen.items())
         score /= math.sqrt(max(n, 12))  # long sentences do not win by length alone
         if flat[0] in _QUOTES or any(q in flat for q in "“”\"") or flat.count("‘") + flat.count("'") >= 2:
             score *= 0.6  # dialogue: what someone says, less often what happens
-        if line and loops(flat):
-            continue  # a chapter line the gate would call vacuous
         if line and narrates(flat, names) and not flat.endswith("?"):
             score *= EVENT_BONUS  # a chapter line says what happens
         if score > best_score:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..backend.base import Backend
 from ..read.tags import join_lead
@@ -27,6 +28,13 @@ from .content import MIN_GROUNDING, grounding, loops, meta_phrase
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
 _NUMBERED = re.compile(r"(?:^|(?<=[:.!?]\s))\d{1,2}[.)]\s+(?=\S)")  # "1. " opening a list item
 _BULLET = re.compile(r"(?:^|\s)[-•*]\s+(?=\S)")  # "- " items, once the text has a bulleted list
+
+
+@lru_cache(maxsize=16)
+def _told(source: str) -> frozenset[str]:
+    """The numbers `source` states, read once: every summary sentence of a read is checked against the same book
+    (37 ms for Pride and Prejudice)."""
+    return frozenset(numbers(source))
 
 
 def _sentence_key(sent: str) -> str:
@@ -40,7 +48,6 @@ def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
     story ("The passage is a continuation of the original text.")."""
     keep: list[str] = []
     seen: set[str] = set()
-    told = numbers(source)
     flat = _NUMBERED.sub("\n", " ".join(text.split()))
     if re.search(r"(?:^|:)\s*[-•*]\s", flat):
         flat = _BULLET.sub("\n", flat)
@@ -48,7 +55,7 @@ def grounded(text: str, source: str, fallback: list[str] | None = None) -> str:
         key = _sentence_key(sent)
         if not key or key in seen or sent.endswith(":") or meta_phrase(sent) or loops(sent):
             continue
-        if any(w not in source for w in _CAP.findall(sent)) or not numbers(sent) <= told:
+        if any(w not in source for w in _CAP.findall(sent)) or not numbers(sent) <= _told(source):
             continue  # a name, or a number ("40,000 miles", in words or digits), that the source never states
         g = grounding(sent, source)
         if g is not None and g < MIN_GROUNDING:  # most of its words are not the source's: invented
