@@ -128,6 +128,26 @@ def test_one_token_feeds_write_in_place(tiny_lm):
     torch.testing.assert_close(c.layers[1].keys, fresh(m, ids).layers[1].keys, atol=1e-4, rtol=0)
 
 
+def test_eviction_and_truncation_stay_in_the_layers_buffer(tiny_lm):
+    """Evicting (a chunk that overflows the window) and truncating (a note prompt taken back) move slots inside
+    the layer's own buffer, so the next append writes there too instead of copying the layer; the keys still
+    equal a fresh forward of the tokens kept."""
+    m = tiny_lm.model
+    ids = ids_(120, seed=12)
+    c = SinkCache(m, sinks=4, window=64, max_pinned=0)
+    c.feed(m, ids[:, :60], logits=None)
+    bufs = [layer._buf[0] for layer in c.layers]  # held: a freed buffer's address could be handed out again
+    c.feed(m, ids[:, 60:80], logits=None)  # evicts 16
+    c.feed(m, ids[:, 80:90], logits=None)
+    c.truncate(10)
+    c.feed(m, ids[:, 90:100], logits=None)  # evicts again
+    assert c.book.evicted > 16 and all(layer._buf[0] is b for layer, b in zip(c.layers, bufs))
+    assert [layer.keys.data_ptr() for layer in c.layers] == [b.data_ptr() for b in bufs]
+    d = fresh(m, kept_ids(c, torch.cat([ids[:, :80], ids[:, 90:100]], dim=1)))  # the stream, note taken back
+    torch.testing.assert_close(c.layers[0].keys, d.layers[0].keys, atol=1e-4, rtol=0)
+    torch.testing.assert_close(c.layers[0].values, d.layers[0].values, atol=1e-5, rtol=0)
+
+
 def test_pinned_survives_evictions_and_can_be_replaced(tiny_lm):
     m = tiny_lm.model
     doc, pin1, pin2 = ids_(400, seed=4), ids_(10, seed=5), ids_(6, seed=6)
