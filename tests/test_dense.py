@@ -6,7 +6,7 @@ import pytest
 
 import docstream
 from docstream.ask import candidates
-from docstream.ask.candidates import by_meaning, by_words, interleave, word_weights
+from docstream.ask.candidates import by_meaning, by_words, interleave, without_names, word_weights
 from docstream.index import dense
 from docstream.index.db import Index
 from docstream.index.plain import PlainIndex, sentence_pieces
@@ -54,6 +54,22 @@ def test_embeddings_are_unit_vectors_that_match_meaning(embedder):
     both = embedder.encode(["The tide came in over the sand at dusk.", "Off!"])  # batched by length, in order
     assert np.allclose(both, alone, atol=1e-4)
     assert embedder.encode([]).shape == (0, dense.DIM)
+
+
+def test_a_question_without_its_names_is_nearest_what_happens(embedder):
+    """A question's embedding leans on its names: whole, it is nearest a window where the person only talks;
+    without them (the second meaning list), nearest the window where the thing happens."""
+    windows = ["Colonel Lysander Stark said that the machine was out of order and asked us to wait in the room.",
+               "Colonel Lysander Stark was a tall and thin man, and Ferguson was his manager and secretary.",
+               "I saw Colonel Lysander Stark standing at the door of the house with his friend.",
+               "He rushed along the passage with a lamp in one hand and a butcher's cleaver in the other."]
+    q = "What was Colonel Lysander Stark brandishing, besides a lamp, as he charged along the corridor?"
+    assert without_names(q) == "What was brandishing, besides a lamp, as he charged along the corridor?"
+    assert without_names("Who is Filby?") == "Who is?" and without_names("Where did it land?") == "Where did it land?"
+    assert without_names("Did the Time Traveller return?") == "Did the return?"
+    m = embedder.encode(windows)
+    assert dense.top(embedder.encode([q])[0], m, 1) != [3]
+    assert dense.top(embedder.encode([without_names(q)])[0], m, 1) == [3]
 
 
 @needs_model

@@ -1,9 +1,9 @@
 """Answering: find evidence sentences, read each alone, keep the answer the evidence supports, cite exact spans.
 
 Design choices:
-- Evidence is sentence windows (~300 characters, exact offsets), found three ways and taken in turn
-  (`candidates.py`): by the question's words and the book's words related to them, by meaning, and from the
-  passages fused from chunk text, gists and rare words (`retrieve.py`, `focus.rank_windows`). On the QA dev
+- Evidence is sentence windows (~300 characters, exact offsets), found four ways and taken in turn
+  (`candidates.py`): by the question's words and the book's words related to them, by meaning (the question
+  without its names, then whole), and from the passages fused from chunk text, gists and rare words (`retrieve.py`, `focus.rank_windows`). On the QA dev
   set, window-level BM25 holds the gold sentence in its top 3 for every lexical question; meaning and related
   words find paraphrased ones that share no word. A window that is mostly headings (a
   table of contents, a title page: `text.sentences.mostly_headings`) is never a candidate: it matches the
@@ -32,7 +32,7 @@ from ..backend.base import Backend
 from ..errors import QuestionError
 from ..text.sentences import mostly_headings
 from .baselines import rag_prompt
-from .candidates import by_meaning, by_words, interleave, word_weights
+from .candidates import by_meaning, by_words, interleave, without_names, word_weights
 from .focus import Citation, cite, evidence_prompt, focus, rank_windows
 from .reader import CANDIDATES, choose, phrase, read
 from .retrieve import retrieve
@@ -125,11 +125,13 @@ def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens
     if reader == "window":
         spans = [(p.chunk, p.chapter_title, s, e)
                  for p, s, e in focus(doc.text, r.passages, question, evidence_tokens, engine.count)]
-    else:  # sentence windows by words, by meaning, and from the fused passages, taken in turn
+    else:  # sentence windows by words, by meaning (without the names, then whole), and from the fused passages
         ranked = [(s, e) for _, s, e in rank_windows(doc.text, r.passages, question)]
+        event = without_names(question)
         lists = [[(s, e) for s, e in cands if not mostly_headings(doc.text[s:e])]  # no table of contents
-                 for cands in (by_words(doc, weights, CANDIDATES), by_meaning(index, question, CANDIDATES),
-                               ranked)]
+                 for cands in (by_words(doc, weights, CANDIDATES),
+                               by_meaning(index, event, CANDIDATES) if event != question else [],
+                               by_meaning(index, question, CANDIDATES), ranked)]
         spans = []
         for s, e in interleave(lists, CANDIDATES):
             ch = index.chunk_at(s)
