@@ -65,8 +65,8 @@ def test_a_question_without_its_names_is_nearest_what_happens(embedder):
                "He rushed along the passage with a lamp in one hand and a butcher's cleaver in the other."]
     q = "What was Colonel Lysander Stark brandishing, besides a lamp, as he charged along the corridor?"
     assert without_names(q) == "What was brandishing, besides a lamp, as he charged along the corridor?"
-    assert without_names("Who is Filby?") == "Who is?" and without_names("Where did it land?") == "Where did it land?"
-    assert without_names("Did the Time Traveller return?") == "Did the return?"
+    assert without_names("Where did the ship land?") == "Where did the ship land?"  # no name: the same question
+    assert without_names("Who is Filby?") == without_names("What did Holmes say?") == ""  # nothing left to ask
     m = embedder.encode(windows)
     assert dense.top(embedder.encode([q])[0], m, 1) != [3]
     assert dense.top(embedder.encode([without_names(q)])[0], m, 1) == [3]

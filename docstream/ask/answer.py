@@ -3,11 +3,11 @@
 Design choices:
 - Evidence is sentence windows (~300 characters, exact offsets), found four ways and taken in turn
   (`candidates.py`): by the question's words and the book's words related to them, by meaning (the question
-  without its names, then whole), and from the passages fused from chunk text, gists and rare words (`retrieve.py`, `focus.rank_windows`). On the QA dev
-  set, window-level BM25 holds the gold sentence in its top 3 for every lexical question; meaning and related
-  words find paraphrased ones that share no word. A window that is mostly headings (a
-  table of contents, a title page: `text.sentences.mostly_headings`) is never a candidate: it matches the
-  words of many questions ("Morlocks", "Darkness") and holds no answer.
+  without its names, then whole), and from the passages fused from chunk text, gists and rare words
+  (`retrieve.py`, `focus.rank_windows`). On the QA dev set, window-level BM25 holds the gold sentence in its
+  top 3 for every lexical question; meaning and related words find paraphrased ones that share no word. A
+  window that is mostly headings (a table of contents, a title page: `text.sentences.mostly_headings`) is
+  never a candidate: it matches the words of many questions ("Morlocks", "Darkness") and holds no answer.
 - The reader (`reader.py`, default `forks`): each candidate window alone in the answer prompt, all decoded
   as one batch; the answer kept is the first whose new words are in its window, else it is shown as a guess.
   Its window becomes citation [1], with the answer's span (`Answer.mark`).
@@ -130,7 +130,7 @@ def gather(doc: Any, index: Any, engine: Backend, question: str, evidence_tokens
         event = without_names(question)
         lists = [[(s, e) for s, e in cands if not mostly_headings(doc.text[s:e])]  # no table of contents
                  for cands in (by_words(doc, weights, CANDIDATES),
-                               by_meaning(index, event, CANDIDATES) if event != question else [],
+                               by_meaning(index, event, CANDIDATES) if event and event != question else [],
                                by_meaning(index, question, CANDIDATES), ranked)]
         spans = []
         for s, e in interleave(lists, CANDIDATES):

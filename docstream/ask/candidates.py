@@ -12,7 +12,7 @@ Design choices:
   nearest windows, for "Of what material was constructed?" it is the nearest ("It was a large, handsome stone
   building…"). On the QA dev set the five windows read hold the gold sentence of 18 of 33 paraphrased
   questions with that list second, against 14 without it (none lost), and of all 33 lexical ones either way.
-- The third list, the best windows of the passages fused from chunk text, gists and rare words, comes from
+- The last list, the best windows of the passages fused from chunk text, gists and rare words, comes from
   `retrieve.py` and `focus.rank_windows`.
 - `interleave` takes the lists in turn, best first, and never two windows that overlap.
 - Stored vectors (windows (N, 384), words (W, 384)) are unpacked once per state of the index file (path, row
@@ -58,9 +58,11 @@ def by_meaning(index: Any, question: str, k: int) -> list[tuple[int, int]]:
 
 
 def without_names(question: str) -> str:
-    """The question with its names (capitalized words after the first, and their "'s") left out."""
+    """The question with its names (capitalized words after the first, and their "'s") left out; "" when
+    fewer than two searchable words are left ("Who is Filby?" asks about the name itself)."""
     q = re.sub(r"(?<!\w)['’]s\b", "", NAME.sub("", question))
-    return re.sub(r"\s+(?=[?,.!;:])", "", " ".join(q.split()))
+    q = re.sub(r"\s+(?=[?,.!;:])", "", " ".join(q.split()))
+    return q if len(fts_terms(q)) >= 2 else ""
 
 
 def word_weights(index: Any, question: str) -> dict[str, float]:
