@@ -122,10 +122,10 @@ class _RoomyLayer(DynamicLayer):
         the next append either)."""
         L = self.keys.shape[-2]
         k = move_keys(self.keys[:, :, start + n:])  # (B, H_kv, L - start - n, D), a new tensor
-        v = self.values[:, :, start + n:].clone()  # it overlaps where it goes
+        v = self.values[:, :, start + n:]
         if self._ours():
             bk, bv = self._buf
-            bk[:, :, start:L - n], bv[:, :, start:L - n] = k, v
+            bk[:, :, start:L - n], bv[:, :, start:L - n] = k, v.clone()  # the values overlap where they go
             self._hand_out(L - n)
         else:
             self.keys = torch.cat([self.keys[:, :, :start], k], dim=-2)
